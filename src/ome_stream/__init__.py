@@ -1,0 +1,55 @@
+"""ome-stream: stream microscope frames into OME-Zarr and OME-TIFF as they are acquired.
+
+Examples
+--------
+>>> from ome_stream import AcquisitionSettings, dims_from_standard_axes, open_stream
+>>> settings = AcquisitionSettings(
+...     root_path="run1.ome.zarr",
+...     dimensions=dims_from_standard_axes({"t": 10, "y": 512, "x": 512}),
+...     dtype="uint16",
+... )
+>>> async def acquire(camera):                     # doctest: +SKIP
+...     async with open_stream(settings) as stream:
+...         async for frame in camera:
+...             await stream.append(frame)
+
+"""
+
+from ome_stream.backends.base import available_backends
+from ome_stream.errors import OMEStreamError, WriterError
+from ome_stream.settings import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    OutputFormat,
+    Plate,
+    Position,
+    PositionDimension,
+    StandardAxis,
+    dims_from_standard_axes,
+)
+from ome_stream.stream import AsyncOMEStream, StreamStats, open_stream
+from ome_stream.sync import OMEStream, create_stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AcquisitionSettings",
+    "AsyncOMEStream",
+    "Channel",
+    "Dimension",
+    "OMEStream",
+    "OMEStreamError",
+    "OutputFormat",
+    "Plate",
+    "Position",
+    "PositionDimension",
+    "StandardAxis",
+    "StreamStats",
+    "WriterError",
+    "__version__",
+    "available_backends",
+    "create_stream",
+    "dims_from_standard_axes",
+    "open_stream",
+]

@@ -1,0 +1,1 @@
+"""Storage backends: one module each, behind the interface in ``base``."""

@@ -1,0 +1,153 @@
+"""OME-Zarr v0.5 through tensorstore's zarr3 driver (the default OME-Zarr backend).
+
+tensorstore encodes and writes in its own C++ threads and releases the GIL; its futures
+are awaited through anyio, so the event loop never waits on storage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import tensorstore as ts
+
+from ome_stream.backends._futures import wait_future
+from ome_stream.backends.base import Backend
+from ome_stream.metadata.ngff import group_documents
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
+
+__all__ = ["TensorStoreBackend", "kvstore_spec", "zarr_codecs"]
+
+
+def kvstore_spec(root: str) -> dict[str, Any]:
+    """The tensorstore kvstore spec of a dataset root (a local path)."""
+    import os
+
+    return {"driver": "file", "path": os.path.abspath(root) + "/"}
+
+
+def zarr_codecs(compression: str | None, itemsize: int) -> list[dict[str, Any]]:
+    """The zarr v3 codec chain (bytes → compressor) for an ome-stream compression name."""
+    codecs: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    if compression in ("blosc-zstd", "blosc-lz4"):
+        codecs.append(
+            {
+                "name": "blosc",
+                "configuration": {
+                    "cname": compression.removeprefix("blosc-"),
+                    "clevel": 5,
+                    "shuffle": "bitshuffle" if itemsize == 1 else "shuffle",
+                    "typesize": itemsize,
+                    "blocksize": 0,
+                },
+            }
+        )
+    elif compression == "zstd":
+        codecs.append({"name": "zstd", "configuration": {"level": 3, "checksum": False}})
+    return codecs
+
+
+def _array_metadata(array: ArraySpec, compression: str | None) -> dict[str, Any]:
+    codecs = zarr_codecs(compression, array.dtype.itemsize)
+    if array.sharded:
+        codecs = [
+            {
+                "name": "sharding_indexed",
+                "configuration": {
+                    "chunk_shape": list(array.chunk_shape),
+                    "codecs": codecs,
+                    "index_codecs": [
+                        {"name": "bytes", "configuration": {"endian": "little"}},
+                        {"name": "crc32c"},
+                    ],
+                    "index_location": "end",
+                },
+            }
+        ]
+    return {
+        "shape": list(array.shape),
+        "data_type": array.dtype.name,
+        "chunk_grid": {
+            "name": "regular",
+            "configuration": {"chunk_shape": list(array.shard_shape)},
+        },
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "codecs": codecs,
+        "fill_value": 0,
+        "dimension_names": list(array.dim_names),
+    }
+
+
+class TensorStoreBackend(Backend):
+    """Writes every array with tensorstore; places NGFF group documents in its kvstore."""
+
+    max_inflight = 4
+
+    def __init__(self, layout: Layout) -> None:
+        super().__init__(layout)
+        settings = layout.settings
+        self._kvstore = kvstore_spec(settings.output_path)
+        self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
+        self._arrays: list[ts.TensorStore] = []
+        self._kv: ts.KvStore | None = None
+
+    async def open(self) -> None:
+        """Create the arrays and write the group documents of the empty dataset."""
+        self._kv = await wait_future(ts.KvStore.open(self._kvstore, context=self._context))
+        compression = self.layout.settings.compression
+        for array in self.layout.arrays:
+            spec = {
+                "driver": "zarr3",
+                "kvstore": {
+                    **self._kvstore,
+                    "path": self._kvstore["path"] + array.array_path + "/",
+                },
+                "metadata": _array_metadata(array, compression),
+            }
+            store = await wait_future(
+                ts.open(spec, create=True, delete_existing=True, context=self._context)
+            )
+            self._arrays.append(store)
+        await self._write_groups(group_documents(self.layout))
+
+    async def _write_groups(self, docs: dict[str, dict[str, Any]]) -> None:
+        assert self._kv is not None
+        for path, doc in docs.items():
+            key = f"{path}/zarr.json" if path else "zarr.json"
+            await wait_future(self._kv.write(key, json.dumps(doc, indent=2).encode()))
+
+    async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
+        """Write one whole block and wait until it is committed to storage."""
+        region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
+        future = self._arrays[array_index][region].write(block)
+        await wait_future(future.commit)
+
+    async def resize(self, array_index: int, first_extent: int) -> None:
+        """Grow or trim the unbounded first axis."""
+        store = self._arrays[array_index]
+        current = store.domain.exclusive_max[0]
+        if first_extent == current:
+            return
+        upper = [first_extent, *([None] * (store.rank - 1))]
+        self._arrays[array_index] = await wait_future(
+            store.resize(
+                exclusive_max=upper,
+                resize_metadata_only=first_extent > current,
+                expand_only=first_extent > current,
+                shrink_only=first_extent < current,
+            )
+        )
+
+    async def finalize(self, record: AcquisitionRecord) -> None:
+        """Trim unbounded arrays to what was acquired and write the final metadata."""
+        if self.layout.settings.is_unbounded:
+            for index, shape in enumerate(record.final_shapes):
+                await self.resize(index, shape[0])
+        await self._write_groups(group_documents(self.layout, record))
+
+
+BACKEND = TensorStoreBackend

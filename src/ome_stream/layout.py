@@ -1,0 +1,129 @@
+"""Settings → the concrete arrays to write: paths, shapes, chunks and shards.
+
+The layout is computed once per stream and shared by the router, the stream and the
+backend, so every part agrees on where each array lives and how it is tiled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ome_stream.settings import AcquisitionSettings, Dimension, Position
+
+__all__ = ["AcquisitionRecord", "ArraySpec", "Layout"]
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array (one image: a position, or a field of a well), in storage order."""
+
+    position_index: int
+    position: Position
+    image_path: str
+    """Key of the image group below the root ('' when the root is the image)."""
+    dims: tuple[Dimension, ...]
+    shape: tuple[int, ...]
+    """Storage shape; an unbounded first axis starts at 0 and grows."""
+    chunk_shape: tuple[int, ...]
+    shard_shape: tuple[int, ...]
+    """Equal to ``chunk_shape`` when the array is not sharded."""
+    sharded: bool
+    dtype: np.dtype[Any]
+
+    @property
+    def array_path(self) -> str:
+        """Key of the full-resolution array below the root."""
+        return f"{self.image_path}/0" if self.image_path else "0"
+
+    @property
+    def dim_names(self) -> tuple[str, ...]:
+        """Dimension names in storage order."""
+        return tuple(d.name for d in self.dims)
+
+
+@dataclass
+class AcquisitionRecord:
+    """What the acquisition produced, handed to the backend's ``finalize``."""
+
+    final_shapes: list[tuple[int, ...]]
+    """Final storage shape of each array (an unbounded axis trimmed to what was written)."""
+    frame_metadata: list[list[dict[str, Any]]]
+    """Per array, one entry per frame that carried metadata, with its storage index."""
+    global_metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class Layout:
+    """The arrays an acquisition writes, derived from its settings.
+
+    Examples
+    --------
+    >>> from ome_stream import AcquisitionSettings, dims_from_standard_axes
+    >>> s = AcquisitionSettings(root_path="a.ome.zarr", dtype="uint8",
+    ...     dimensions=dims_from_standard_axes({"p": 2, "t": 3, "y": 8, "x": 8}))
+    >>> [a.array_path for a in Layout(s).arrays]
+    ['0/0', '1/0']
+
+    """
+
+    def __init__(self, settings: AcquisitionSettings) -> None:
+        self.settings = settings
+        self.dtype: np.dtype[Any] = np.dtype(settings.dtype)
+        self.frame_shape = settings.frame_shape
+        dims = (*settings.storage_index_dimensions, *settings.frame_dimensions)
+        chunks = tuple(_chunk(d, i >= len(dims) - 2) for i, d in enumerate(dims))
+        self.sharded = any(d.shard_size_chunks is not None for d in dims)
+        shards = tuple(c * (d.shard_size_chunks or 1) for c, d in zip(chunks, dims, strict=True))
+        shape = tuple(d.count or 0 for d in dims)
+        self.is_plate = settings.plate is not None
+        self.multi_position = settings.position_dimension is not None
+        self.arrays = [
+            ArraySpec(
+                position_index=index,
+                position=position,
+                image_path=path,
+                dims=dims,
+                shape=shape,
+                chunk_shape=chunks,
+                shard_shape=shards if self.sharded else chunks,
+                sharded=self.sharded,
+                dtype=self.dtype,
+            )
+            for index, (position, path) in enumerate(self._image_paths(settings.positions))
+        ]
+
+    def _image_paths(self, positions: list[Position]) -> list[tuple[Position, str]]:
+        if self.is_plate:
+            fields: dict[tuple[str | None, str | None], int] = {}
+            paths = []
+            for pos in positions:
+                well = (pos.plate_row, pos.plate_column)
+                fields[well] = fields.get(well, -1) + 1
+                paths.append((pos, f"{pos.plate_row}/{pos.plate_column}/{fields[well]}"))
+            return paths
+        if self.multi_position:
+            return [(pos, str(index)) for index, pos in enumerate(positions)]
+        return [(positions[0], "")]
+
+    @property
+    def frame_nbytes(self) -> int:
+        """Bytes in one frame."""
+        return math.prod(self.frame_shape) * self.dtype.itemsize
+
+    def wells(self) -> dict[tuple[str, str], list[ArraySpec]]:
+        """Plate wells in first-visit order, each with its fields in acquisition order."""
+        wells: dict[tuple[str, str], list[ArraySpec]] = {}
+        for array in self.arrays:
+            row, column = array.position.plate_row, array.position.plate_column
+            assert row is not None and column is not None
+            wells.setdefault((row, column), []).append(array)
+        return wells
+
+
+def _chunk(dim: Dimension, in_frame: bool) -> int:
+    size = dim.chunk_size or (dim.count if in_frame else 1) or 1
+    return min(size, dim.count) if dim.count else size

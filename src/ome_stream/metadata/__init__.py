@@ -1,0 +1,1 @@
+"""Metadata documents (OME-NGFF, OME-XML) built from the layout."""

@@ -1,0 +1,589 @@
+"""The async core: accept frames, buffer them within a byte budget, write them in order.
+
+Data flow: ``append`` validates and routes a frame, waits for room in the byte budget
+(backpressure), copies the frame into a pool slot and sends it to the writer task of its
+array. Each writer assembles whole blocks (one shard or chunk deep, the full frame wide)
+and hands each complete block to the backend exactly once, several blocks in flight.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import numpy as np
+
+from ome_stream._target import prepare_target
+from ome_stream.backends.base import Backend, load_backend
+from ome_stream.errors import WriterError
+from ome_stream.layout import AcquisitionRecord, Layout
+from ome_stream.metadata.ngff import RESERVED_ATTRIBUTES, group_documents
+from ome_stream.router import FrameRouter
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from numpy.typing import ArrayLike
+
+    from ome_stream.settings import AcquisitionSettings
+
+__all__ = ["DEFAULT_MAX_BUFFER_BYTES", "AsyncOMEStream", "StreamStats", "open_stream"]
+
+#: Default byte budget for frames accepted but not yet handed to storage.
+DEFAULT_MAX_BUFFER_BYTES = 256 * 1024 * 1024
+#: Resizes of an unbounded axis grow it by at least this many frames along it.
+_GROW_STEP = 32
+
+
+@dataclass
+class StreamStats:
+    """Progress counters of a stream; read them at any time."""
+
+    frames_accepted: int = 0
+    """Frames appended (or skipped) so far."""
+    frames_written: int = 0
+    """Frames whose block has been written to storage."""
+    bytes_buffered: int = 0
+    """Bytes of accepted frames not yet handed to storage."""
+    peak_bytes_buffered: int = 0
+    """Highest ``bytes_buffered`` seen."""
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def write_rate(self) -> float:
+        """Frames written per second since the stream opened."""
+        elapsed = time.perf_counter() - self.started
+        return self.frames_written / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass
+class _Frame:
+    storage_index: tuple[int, ...]
+    pixels: np.ndarray | None  # None: a skipped frame, left as fill value
+    pooled: bool  # return ``pixels`` to the slot pool when done
+
+
+@dataclass
+class _Flush:
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+_Item = _Frame | _Flush
+
+
+@dataclass
+class _Block:
+    origin: tuple[int, ...]
+    pixels: np.ndarray
+    expected: int
+    received: int = 0
+
+
+class _Assembler:
+    """Collects the frames of one array into blocks and says when a block is complete."""
+
+    def __init__(
+        self, block_shape: tuple[int, ...], shape: tuple[int, ...], unbounded: bool
+    ) -> None:
+        self.block = block_shape[:-2]
+        self.frame_shape = block_shape[-2:]
+        self.shape = shape[:-2]
+        self.unbounded = unbounded
+        self.direct = math.prod(self.block) == 1
+        self.open: dict[tuple[int, ...], _Block] = {}
+
+    def _extent(self, coord: tuple[int, ...]) -> tuple[int, ...]:
+        extent = []
+        for axis, (c, b, n) in enumerate(zip(coord, self.block, self.shape, strict=True)):
+            extent.append(b if axis == 0 and self.unbounded else min(b, n - c * b))
+        return tuple(extent)
+
+    def add(
+        self, index: tuple[int, ...], pixels: np.ndarray | None, dtype: np.dtype[Any]
+    ) -> _Block | None:
+        """File one frame; return its block when that block is complete."""
+        coord = tuple(i // b for i, b in zip(index, self.block, strict=True))
+        block = self.open.get(coord)
+        if block is None:
+            extent = self._extent(coord)
+            block = _Block(
+                origin=tuple(c * b for c, b in zip(coord, self.block, strict=True)),
+                pixels=np.zeros((*extent, *self.frame_shape), dtype),
+                expected=math.prod(extent),
+            )
+            self.open[coord] = block
+        if pixels is not None:
+            offset = tuple(i - o for i, o in zip(index, block.origin, strict=True))
+            block.pixels[offset] = pixels
+        block.received += 1
+        if block.received >= block.expected:
+            del self.open[coord]
+            return block
+        return None
+
+
+class AsyncOMEStream:
+    """An open acquisition: append frames in acquisition order, then close.
+
+    Create it with :func:`open_stream` and use it as an async context manager; enter
+    and exit it in the same task. Exiting (also by an exception or cancellation) writes
+    every frame that ``append`` accepted, then the final metadata.
+    """
+
+    def __init__(
+        self,
+        settings: AcquisitionSettings,
+        *,
+        max_buffer_bytes: int | None = None,
+        drain_timeout: float = 600.0,
+    ) -> None:
+        self.settings = settings
+        self.layout = Layout(settings)
+        self._router = FrameRouter(settings)
+        budget = max_buffer_bytes or settings.max_buffer_bytes or DEFAULT_MAX_BUFFER_BYTES
+        self._frame_nbytes = self.layout.frame_nbytes
+        self.capacity = max(2, budget // max(1, self._frame_nbytes))
+        """How many accepted frames may wait for storage before ``append`` waits."""
+        self._drain_timeout = drain_timeout
+        self.stats = StreamStats()
+        self._budget = anyio.Semaphore(self.capacity)
+        self._free_slots: list[np.ndarray] = []
+        self._senders: list[MemoryObjectSendStream[_Item]] = []
+        self._frame_metadata: list[list[dict[str, Any]]] = [[] for _ in self.layout.arrays]
+        self._global_metadata: dict[str, Any] = {}
+        self._next_frame = 0
+        self._failure: BaseException | None = None
+        self._state = "new"
+        self._backend: Backend | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._writer_scopes: list[anyio.CancelScope] = []
+        self._writers_running = 0
+        self._writers_done = anyio.Event()
+        self._extents = [a.shape[0] if a.shape else 0 for a in self.layout.arrays]
+        self._inflight: anyio.Semaphore | None = None
+        self._pending_writes = 0
+        self._idle = anyio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError("a stream can be opened only once")
+        self._state = "opening"
+        await anyio.to_thread.run_sync(prepare_target, self.settings)
+        backend = load_backend(self.settings.backend)(self.layout)
+        await backend.open()
+        self._backend = backend
+        self._inflight = anyio.Semaphore(backend.max_inflight)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        for index in range(len(self.layout.arrays)):
+            send, receive = anyio.create_memory_object_stream[_Item](math.inf)
+            self._senders.append(send)
+            self._writers_running += 1
+            self._task_group.start_soon(self._writer, index, receive)
+        self._state = "open"
+        self.stats = StreamStats()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+    async def aclose(self) -> None:
+        """Write every accepted frame and the final metadata, then release storage.
+
+        Runs shielded from cancellation (within ``drain_timeout``) so that a cancelled
+        producer loses nothing it had appended. Raises WriterError if storage failed.
+        """
+        if self._state in ("closed", "new"):
+            self._state = "closed"
+            return
+        self._state = "closing"
+        assert self._task_group is not None and self._backend is not None
+        with anyio.CancelScope(shield=True):
+            for send in self._senders:
+                send.close()
+            with anyio.move_on_after(self._drain_timeout) as drain:
+                await self._writers_done.wait()
+            if drain.cancelled_caught:
+                self._fail(TimeoutError(f"storage did not drain within {self._drain_timeout} s"))
+                for scope in self._writer_scopes:
+                    scope.cancel()
+                await self._writers_done.wait()
+            try:
+                if self._failure is None:
+                    await self._backend.finalize(self._record())
+            except Exception as err:
+                self._fail(err)
+            finally:
+                await self._backend.aclose()
+                self._state = "closed"
+        try:
+            await self._task_group.__aexit__(None, None, None)
+        except BaseExceptionGroup as group:  # a bug in a writer task, not a storage failure
+            self._fail(group.exceptions[0] if len(group.exceptions) == 1 else group)
+        self._raise_if_failed()
+
+    # ------------------------------------------------------------------ producer API
+    async def append(
+        self,
+        frame: ArrayLike,
+        *,
+        metadata: dict[str, Any] | None = None,
+        frame_metadata: dict[str, Any] | None = None,
+        copy: bool = True,
+    ) -> None:
+        """Accept the next frame in acquisition order; wait while the buffer is full.
+
+        Parameters
+        ----------
+        frame
+            A 2-D array of the frame shape and the settings' dtype (any memory order).
+        metadata
+            Optional per-frame metadata (e.g. ``delta_t``, ``exposure_time``,
+            ``position_x``, or any JSON-serialisable keys).
+        frame_metadata
+            Alias of ``metadata``, the name used by ``ome-writers``.
+        copy
+            Copy the frame (default), so the caller may reuse its buffer at once. With
+            ``copy=False`` the stream takes ownership: do not modify the array afterwards.
+
+        Raises
+        ------
+        ValueError, TypeError, IndexError
+            Wrong shape, wrong dtype, or more frames than a bounded acquisition has.
+            Nothing is queued and the stream stays usable.
+        WriterError
+            Storage failed; frames written before the failure remain readable.
+
+        """
+        pixels, extra = self._validate(frame, metadata, frame_metadata)
+        self._check_room()
+        await self._budget.acquire()
+        self._enqueue(pixels, extra, copy)
+
+    def append_nowait(
+        self,
+        frame: ArrayLike,
+        *,
+        metadata: dict[str, Any] | None = None,
+        frame_metadata: dict[str, Any] | None = None,
+        copy: bool = True,
+    ) -> None:
+        """Like :meth:`append`, but raise ``anyio.WouldBlock`` instead of waiting."""
+        pixels, extra = self._validate(frame, metadata, frame_metadata)
+        self._check_room()
+        self._budget.acquire_nowait()
+        self._enqueue(pixels, extra, copy)
+
+    async def skip(self, frames: int = 1) -> None:
+        """Advance past ``frames`` frames without data; they read as the fill value (0)."""
+        if frames < 0:
+            raise ValueError(f"frames must be >= 0, got {frames}")
+        for _ in range(frames):
+            self._check_usable()
+            self._check_room()
+            await self._budget.acquire()
+            self._enqueue(None, None, False)
+
+    async def flush(self) -> None:
+        """Return when every accepted frame is in storage (partial blocks included)."""
+        self._check_usable()
+        flushes = [_Flush() for _ in self._senders]
+        for send, marker in zip(self._senders, flushes, strict=True):
+            await send.send(marker)
+        for marker in flushes:
+            await marker.done.wait()
+        self._raise_if_failed()
+
+    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+        """Store ``metadata`` (JSON-serialisable) with the dataset when it is closed.
+
+        Keys reserved by OME and ome-stream (``ome``, ``ome_stream``) are rejected.
+        """
+        if reserved := RESERVED_ATTRIBUTES.intersection(metadata):
+            raise ValueError(f"global metadata keys {sorted(reserved)} are reserved")
+        self._global_metadata.update(metadata)
+
+    def get_metadata(self) -> dict[str, dict[str, Any]]:
+        """The metadata documents as they would be written if the stream closed now."""
+        return group_documents(self.layout, self._record())
+
+    @property
+    def output_path(self) -> str:
+        """The root container of the data written (see ``AcquisitionSettings``)."""
+        return self.settings.output_path
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream has been closed."""
+        return self._state == "closed"
+
+    # ------------------------------------------------------------------ internals
+    def _check_usable(self) -> None:
+        if self._state != "open":
+            raise anyio.ClosedResourceError(
+                "the stream is not open (use it inside 'async with open_stream(...)')"
+            )
+        self._raise_if_failed()
+
+    def _check_room(self) -> None:
+        total = self._router.num_frames
+        if total is not None and self._next_frame >= total:
+            raise IndexError(
+                f"the acquisition has {total} frames, all already appended; "
+                f"frame {self._next_frame} does not exist"
+            )
+
+    def _validate(
+        self,
+        frame: ArrayLike,
+        metadata: dict[str, Any] | None,
+        frame_metadata: dict[str, Any] | None,
+    ) -> tuple[np.ndarray, dict[str, Any] | None]:
+        self._check_usable()
+        pixels = np.asarray(frame)
+        if pixels.shape != self.layout.frame_shape:
+            names = [d.name for d in self.settings.frame_dimensions]
+            raise ValueError(
+                f"frame shape {pixels.shape} does not match the frame shape "
+                f"{self.layout.frame_shape} of dimensions {names}"
+            )
+        if pixels.dtype != self.layout.dtype:
+            raise TypeError(
+                f"frame dtype {pixels.dtype} does not match the acquisition dtype "
+                f"{self.layout.dtype}; convert it first (e.g. frame.astype('{self.layout.dtype}'))"
+            )
+        if metadata is not None and frame_metadata is not None:
+            raise TypeError("give either metadata= or frame_metadata=, not both")
+        extra = metadata if metadata is not None else frame_metadata
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError(f"metadata must be a dict, got {type(extra).__name__}")
+        return pixels, extra
+
+    def _enqueue(self, pixels: np.ndarray | None, extra: dict[str, Any] | None, copy: bool) -> None:
+        # No await from here on: the frame number and the queue order cannot interleave
+        # with another producer's.
+        try:
+            self._check_usable()
+            self._check_room()
+        except BaseException:
+            self._budget.release()
+            raise
+        frame_number = self._next_frame
+        array_index, storage_index = self._router.route(frame_number)
+        pooled = False
+        if pixels is not None and copy:
+            slot = self._free_slots.pop() if self._free_slots else np.empty_like(pixels, order="C")
+            np.copyto(slot, pixels)
+            pixels, pooled = slot, True
+        self._next_frame += 1
+        self.stats.frames_accepted += 1
+        self._account(self._frame_nbytes)
+        if extra:
+            names = self.layout.arrays[array_index].dim_names
+            self._frame_metadata[array_index].append(
+                {
+                    "frame": frame_number,
+                    "index": dict(zip(names, storage_index, strict=False)),
+                    **extra,
+                }
+            )
+        self._senders[array_index].send_nowait(_Frame(storage_index, pixels, pooled))
+
+    def _account(self, delta: int) -> None:
+        stats = self.stats
+        stats.bytes_buffered += delta
+        stats.peak_bytes_buffered = max(stats.peak_bytes_buffered, stats.bytes_buffered)
+
+    def _release(self, frame: _Frame) -> None:
+        if frame.pooled and frame.pixels is not None:
+            self._free_slots.append(frame.pixels)
+        self._account(-self._frame_nbytes)
+        self._budget.release()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._failure is None:
+            self._failure = error
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise WriterError(
+                f"writing to {self.settings.output_path!r} failed: {self._failure!r}"
+            ) from self._failure
+
+    def _record(self) -> AcquisitionRecord:
+        shapes = []
+        for array in self.layout.arrays:
+            shape = array.shape
+            if self.settings.is_unbounded:
+                per_row = self._router.frames_per_first_index
+                shape = (math.ceil(self._next_frame / per_row), *shape[1:])
+            shapes.append(shape)
+        return AcquisitionRecord(shapes, self._frame_metadata, dict(self._global_metadata))
+
+    async def _writer(self, array_index: int, receive: MemoryObjectReceiveStream[_Item]) -> None:
+        assert self._backend is not None
+        array = self.layout.arrays[array_index]
+        assembler = _Assembler(
+            self._backend.block_shape(array_index), array.shape, self.settings.is_unbounded
+        )
+        try:
+            with anyio.CancelScope(shield=True) as scope:
+                self._writer_scopes.append(scope)
+                async with anyio.create_task_group() as writes, receive:
+                    async for item in receive:
+                        if isinstance(item, _Flush):
+                            await self._write_partial(array_index, assembler, writes)
+                            await self._wait_idle()
+                            item.done.set()
+                            continue
+                        await self._file(array_index, assembler, item, writes)
+                    await self._write_partial(array_index, assembler, writes, final=True)
+        finally:
+            self._writers_running -= 1
+            if self._writers_running == 0:
+                self._writers_done.set()
+
+    async def _file(
+        self, array_index: int, assembler: _Assembler, item: _Frame, writes: anyio.abc.TaskGroup
+    ) -> None:
+        if self._failure is not None:  # storage failed: drop, but free the producer
+            self._release(item)
+            return
+        if assembler.direct:
+            if item.pixels is None:
+                self._release(item)
+                self.stats.frames_written += 1
+                return
+            block = item.pixels[(np.newaxis,) * len(item.storage_index)]
+            await self._submit(array_index, item.storage_index, block, writes, item, 1)
+            return
+        complete = assembler.add(item.storage_index, item.pixels, self.layout.dtype)
+        self._release(item)
+        if complete is not None:
+            await self._submit(
+                array_index, complete.origin, complete.pixels, writes, None, complete.expected
+            )
+
+    async def _write_partial(
+        self,
+        array_index: int,
+        assembler: _Assembler,
+        writes: anyio.abc.TaskGroup,
+        final: bool = False,
+    ) -> None:
+        if self._failure is not None:
+            return
+        blocks = list(assembler.open.values())
+        if final:
+            assembler.open.clear()
+        limit = None
+        if self.settings.is_unbounded:
+            limit = self._record().final_shapes[array_index][0]
+        for block in blocks:
+            pixels = block.pixels
+            if limit is not None:
+                pixels = pixels[: max(0, limit - block.origin[0])]
+                if pixels.shape[0] == 0:
+                    continue
+            # a flush writes a copy: the block keeps filling afterwards
+            data = pixels if final else pixels.copy()
+            await self._submit(
+                array_index, block.origin, data, writes, None, block.received if final else 0
+            )
+
+    async def _submit(
+        self,
+        array_index: int,
+        origin: tuple[int, ...],
+        block: np.ndarray,
+        writes: anyio.abc.TaskGroup,
+        frame: _Frame | None,
+        frames: int,
+    ) -> None:
+        assert self._backend is not None and self._inflight is not None
+        if self.settings.is_unbounded:
+            needed = origin[0] + block.shape[0]
+            if needed > self._extents[array_index]:
+                step = max(block.shape[0], _GROW_STEP)
+                new_extent = -(-needed // step) * step
+                try:
+                    await self._backend.resize(array_index, new_extent)
+                except Exception as err:
+                    self._fail(err)
+                    if frame is not None:
+                        self._release(frame)
+                    return
+                self._extents[array_index] = new_extent
+        await self._inflight.acquire()
+        self._pending_writes += 1
+        writes.start_soon(self._write, array_index, origin, block, frame, frames)
+
+    async def _write(
+        self,
+        array_index: int,
+        origin: tuple[int, ...],
+        block: np.ndarray,
+        frame: _Frame | None,
+        frames: int,
+    ) -> None:
+        assert self._backend is not None and self._inflight is not None
+        try:
+            await self._backend.write(array_index, origin, block)
+            self.stats.frames_written += frames
+        except Exception as err:
+            self._fail(err)
+        finally:
+            self._inflight.release()
+            self._pending_writes -= 1
+            if not self._pending_writes:
+                self._idle.set()
+            if frame is not None:
+                self._release(frame)
+
+    async def _wait_idle(self) -> None:
+        assert self._inflight is not None
+        assert self._backend is not None
+        while self._pending_writes:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+
+def open_stream(
+    settings: AcquisitionSettings,
+    *,
+    max_buffer_bytes: int | None = None,
+    drain_timeout: float = 600.0,
+) -> AsyncOMEStream:
+    """Open an acquisition for writing; use the result as an async context manager.
+
+    Parameters
+    ----------
+    settings
+        What to acquire and where to write it.
+    max_buffer_bytes
+        Byte budget for accepted-but-unwritten frames; overrides
+        ``settings.max_buffer_bytes`` (default 256 MiB, at least 2 frames).
+    drain_timeout
+        Seconds the exit may spend writing buffered frames before it gives up with
+        WriterError.
+
+    Examples
+    --------
+    >>> async def acquire(settings, camera):            # doctest: +SKIP
+    ...     async with open_stream(settings) as stream:
+    ...         async for frame in camera:
+    ...             await stream.append(frame)
+
+    """
+    return AsyncOMEStream(settings, max_buffer_bytes=max_buffer_bytes, drain_timeout=drain_timeout)

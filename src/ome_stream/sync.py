@@ -1,0 +1,149 @@
+"""The synchronous facade: the async core on a background event-loop thread.
+
+``create_stream`` holds no logic of its own; every call is forwarded to an
+:class:`~ome_stream.stream.AsyncOMEStream` running in an anyio blocking portal, so code
+written for the ``ome-writers`` API runs unchanged, from scripts, threads, or code that
+is itself running inside an event loop's thread (a notebook cell).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, ExitStack
+from typing import TYPE_CHECKING, Any, Self
+
+from anyio.from_thread import start_blocking_portal
+
+from ome_stream.stream import AsyncOMEStream
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from numpy.typing import ArrayLike
+
+    from ome_stream.settings import AcquisitionSettings
+    from ome_stream.stream import StreamStats
+
+__all__ = ["OMEStream", "create_stream"]
+
+
+class OMEStream:
+    """A blocking stream with the same methods as :class:`AsyncOMEStream`.
+
+    Use it as a context manager; leaving the block writes every accepted frame and the
+    final metadata.
+    """
+
+    def __init__(self, stream: AsyncOMEStream, backend: str = "asyncio") -> None:
+        self._async = stream
+        self._stack = ExitStack()
+        self._portal = self._stack.enter_context(start_blocking_portal(backend))
+        self._cm: AbstractContextManager[AsyncOMEStream] | None = None
+        try:
+            cm = self._portal.wrap_async_context_manager(stream)
+            cm.__enter__()
+            self._cm = cm
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write every accepted frame and the final metadata; release storage."""
+        cm, self._cm = self._cm, None
+        if cm is None:
+            return
+        try:
+            cm.__exit__(None, None, None)
+        finally:
+            self._stack.close()
+
+    def append(
+        self,
+        frame: ArrayLike,
+        *,
+        metadata: dict[str, Any] | None = None,
+        frame_metadata: dict[str, Any] | None = None,
+        copy: bool = True,
+    ) -> None:
+        """Append the next frame; blocks while the buffer is full (see ``append``)."""
+        self._portal.call(
+            lambda: self._async.append(
+                frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+            )
+        )
+
+    def append_nowait(
+        self,
+        frame: ArrayLike,
+        *,
+        metadata: dict[str, Any] | None = None,
+        frame_metadata: dict[str, Any] | None = None,
+        copy: bool = True,
+    ) -> None:
+        """Append without waiting; raises ``anyio.WouldBlock`` when the buffer is full."""
+        self._portal.call(
+            lambda: self._async.append_nowait(
+                frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+            )
+        )
+
+    def skip(self, frames: int = 1) -> None:
+        """Advance past ``frames`` frames, leaving them at the fill value."""
+        self._portal.call(self._async.skip, frames)
+
+    def flush(self) -> None:
+        """Block until every accepted frame is in storage."""
+        self._portal.call(self._async.flush)
+
+    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
+        """Store ``metadata`` with the dataset at close (see the async twin)."""
+        self._portal.call(self._async.set_global_metadata, metadata)
+
+    def get_metadata(self) -> dict[str, dict[str, Any]]:
+        """The metadata documents as they would be written now."""
+        return self._portal.call(self._async.get_metadata)
+
+    @property
+    def stats(self) -> StreamStats:
+        """Progress counters."""
+        return self._async.stats
+
+    @property
+    def output_path(self) -> str:
+        """The root container of the data written."""
+        return self._async.output_path
+
+    @property
+    def closed(self) -> bool:
+        """Whether the stream has been closed."""
+        return self._cm is None
+
+
+def create_stream(
+    settings: AcquisitionSettings,
+    *,
+    max_buffer_bytes: int | None = None,
+    drain_timeout: float = 600.0,
+) -> OMEStream:
+    """Open an acquisition for writing with a blocking API.
+
+    Examples
+    --------
+    >>> with create_stream(settings) as stream:     # doctest: +SKIP
+    ...     for frame in frames:
+    ...         stream.append(frame)
+
+    """
+    return OMEStream(
+        AsyncOMEStream(settings, max_buffer_bytes=max_buffer_bytes, drain_timeout=drain_timeout)
+    )
