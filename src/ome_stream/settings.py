@@ -537,20 +537,28 @@ class AcquisitionSettings(_Model):
 
     def _check_storage_order(self) -> None:
         order = self.storage_order
-        if not isinstance(order, list):
-            return
-        index_names = [d.name for d in self.index_dimensions]
-        frame_names = [d.name for d in self.frame_dimensions]
-        given = [n for n in order if n not in frame_names]
-        if sorted(given) != sorted(index_names) or len(set(order)) != len(order):
-            raise ValueError(
-                f"storage_order {order!r} must name each non-frame dimension "
-                f"{index_names} exactly once"
-            )
-        if any(n in frame_names for n in order) and order[-2:] != frame_names:
-            raise ValueError(
-                f"storage_order {order!r}: the frame dimensions {frame_names} must stay last"
-            )
+        if isinstance(order, list):
+            index_names = [d.name for d in self.index_dimensions]
+            frame_names = [d.name for d in self.frame_dimensions]
+            given = [n for n in order if n not in frame_names]
+            if sorted(given) != sorted(index_names) or len(set(order)) != len(order):
+                raise ValueError(
+                    f"storage_order {order!r} must name each non-frame dimension "
+                    f"{index_names} exactly once"
+                )
+            if any(n in frame_names for n in order) and order[-2:] != frame_names:
+                raise ValueError(
+                    f"storage_order {order!r}: the frame dimensions {frame_names} must stay last"
+                )
+        if self.is_unbounded:
+            first = self.dimensions[0].name
+            stored = [d.name for d in self.storage_index_dimensions]
+            if stored[0] != first:
+                raise ValueError(
+                    f"storage_order {order!r} stores the dimensions as {stored}, but the "
+                    f"unbounded dimension {first!r} must stay first; use "
+                    "storage_order='acquisition' or an order that starts with it"
+                )
 
     def _check_plate(self) -> None:
         positions = self.position_dimension

@@ -1,0 +1,30 @@
+"""A tensorstore backend behind a slow link: the real backend, each write delayed.
+
+Used to show backpressure: storage slower than the camera must make ``append`` wait.
+"""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+
+from ome_stream.backends.tensorstore import TensorStoreBackend
+
+
+class SlowTensorStoreBackend(TensorStoreBackend):
+    delay = 0.02
+    observations: list[tuple[int, int]] = []  # (frames accepted - frames written, capacity)
+    stream = None
+
+    async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
+        stream = type(self).stream
+        if stream is not None:
+            stats = stream.stats
+            type(self).observations.append(
+                (stats.frames_accepted - stats.frames_written, stream.capacity)
+            )
+        await anyio.sleep(self.delay)
+        await super().write(array_index, origin, block)
+
+
+BACKEND = SlowTensorStoreBackend

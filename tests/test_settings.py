@@ -1,0 +1,301 @@
+"""The settings model: every example of the usage guide, and every rule it states."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from pydantic import ValidationError
+
+from ome_stream import (
+    AcquisitionSettings,
+    Channel,
+    Dimension,
+    Plate,
+    Position,
+    PositionDimension,
+    StandardAxis,
+    dims_from_standard_axes,
+)
+
+BASIC_DIMS = [
+    Dimension(name="t", count=2, chunk_size=1, type="time", unit="s"),
+    Dimension(name="c", count=3, chunk_size=1, type="channel"),
+    Dimension(name="z", count=32, chunk_size=16, type="space", unit="um"),
+    Dimension(name="y", count=1024, chunk_size=512, type="space", unit="um"),
+    Dimension(name="x", count=1024, chunk_size=512, type="space", unit="um"),
+]
+
+GUIDE_WARNING = (
+    "\n\nOutput format could not be inferred from root_path 'root'. \n"
+    "Picking the first available format/backend: 'ome-zarr'/'tensorstore'. \n"
+    "This may not be what you want, and may be an error in future versions.\n"
+    "Please specify the desired format explicitly (e.g. format='ome-zarr')\n"
+    "or via the extension of `root_path`."
+)
+
+
+def test_basic_pattern() -> None:
+    settings = AcquisitionSettings(
+        root_path="example.ome.zarr", dimensions=BASIC_DIMS, dtype="uint16"
+    )
+    assert settings.file_format == "ome-zarr"
+    assert settings.backend == "tensorstore"
+    assert settings.num_frames == 2 * 3 * 32
+    assert settings.frame_shape == (1024, 1024)
+    assert settings.dimensions[0].unit == "second"
+    assert settings.dimensions[2].unit == "micrometer"
+
+
+def test_dims_from_standard_axes_matches_the_explicit_list() -> None:
+    dims = dims_from_standard_axes(
+        {"t": 2, "c": 3, "z": 32, "y": 1024, "x": 1024},
+        chunk_shapes={"z": 16, "y": 512, "x": 512},
+    )
+    assert dims == BASIC_DIMS
+
+
+def test_dims_from_standard_axes_positions_and_errors() -> None:
+    dims = dims_from_standard_axes({"t": None, "p": ["A1", "B2"], "y": 8, "x": 8})
+    assert isinstance(dims[1], PositionDimension)
+    assert [p.name for p in dims[1].positions] == ["A1", "B2"]
+    assert dims[0].count is None
+    dims = dims_from_standard_axes({"p": 3, "y": 8, "x": 8})
+    assert [p.name for p in dims[0].positions] == ["0", "1", "2"]  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="'q' is not a standard axis"):
+        dims_from_standard_axes({"q": 2, "y": 8, "x": 8})
+    assert StandardAxis("z").dimension_type == "space"
+    assert StandardAxis.TIME.default_unit == "second"
+
+
+@pytest.mark.parametrize(
+    ("root_path", "fmt", "expected_format", "expected_backend", "expected_output"),
+    [
+        ("output.ome.tiff", None, "ome-tiff", "tifffile", "output.ome.tiff"),
+        ("output", "ome-tiff", "ome-tiff", "tifffile", "output.ome.tiff"),
+        ("output.ome.zarr", None, "ome-zarr", "tensorstore", "output.ome.zarr"),
+        ("output", "ome-zarr", "ome-zarr", "tensorstore", "output.ome.zarr"),
+        ("output", {"name": "ome-zarr", "backend": "acquire-zarr"}, "ome-zarr", "acquire-zarr",
+         "output.ome.zarr"),
+        ("output", "acquire-zarr", "ome-zarr", "acquire-zarr", "output.ome.zarr"),
+        ("output", "zarr-python", "ome-zarr", "zarr-python", "output.ome.zarr"),
+        ("output", "tifffile", "ome-tiff", "tifffile", "output.ome.tiff"),
+        ("data/run.zarr", None, "ome-zarr", "tensorstore", "data/run.zarr"),
+        ("run.tif", None, "ome-tiff", "tifffile", "run.tif"),
+    ],
+)
+def test_format_selection(root_path, fmt, expected_format, expected_backend, expected_output):
+    kwargs = {} if fmt is None else {"format": fmt}
+    settings = AcquisitionSettings(
+        root_path=root_path,
+        dimensions=dims_from_standard_axes({"t": 2, "y": 16, "x": 16}),
+        dtype="uint8",
+        **kwargs,
+    )
+    assert settings.file_format == expected_format
+    assert settings.backend == expected_backend
+    assert settings.output_path == expected_output
+
+
+def test_omitting_format_and_suffix_warns_with_the_guide_text() -> None:
+    with pytest.warns(UserWarning) as record:
+        settings = AcquisitionSettings(
+            root_path="root",
+            dimensions=dims_from_standard_axes({"x": 512, "y": 512}),
+            dtype="uint8",
+        )
+    assert len(record) == 1
+    assert str(record[0].message) == GUIDE_WARNING
+    assert (settings.file_format, settings.backend) == ("ome-zarr", "tensorstore")
+    # Once resolved, a JSON round trip is explicit and does not warn again.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = AcquisitionSettings.model_validate_json(settings.model_dump_json())
+    assert again == settings
+
+
+def test_format_conflicts_and_unknown_names() -> None:
+    dims = dims_from_standard_axes({"y": 8, "x": 8})
+    with pytest.raises(ValidationError, match="'ome-tiff' suffix|ome-tiff suffix"):
+        AcquisitionSettings(root_path="a.ome.tiff", format="ome-zarr", dimensions=dims, dtype="u1")
+    with pytest.raises(ValidationError, match="neither a format"):
+        AcquisitionSettings(root_path="a", format="hdf5", dimensions=dims, dtype="u1")
+    with pytest.raises(ValidationError, match="writes 'ome-tiff', not 'ome-zarr'"):
+        AcquisitionSettings(
+            root_path="a", format={"name": "ome-zarr", "backend": "tifffile"},
+            dimensions=dims, dtype="u1",
+        )
+
+
+def test_single_5d_and_multi_position_examples() -> None:
+    five_d = [
+        Dimension(name="t", count=2, chunk_size=1, type="time"),
+        Dimension(name="c", count=3, chunk_size=1, type="channel"),
+        Dimension(name="z", count=4, chunk_size=1, type="space", scale=0.5, unit="um"),
+        Dimension(name="y", count=2048, chunk_size=512, type="space", scale=0.1, unit="um"),
+        Dimension(name="x", count=2048, chunk_size=512, type="space", scale=0.1, unit="um"),
+    ]
+    s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=five_d, dtype="uint16")
+    assert [d.name for d in s.storage_index_dimensions] == ["t", "c", "z"]
+    tzc = [five_d[0], five_d[2], five_d[1], *five_d[3:]]
+    s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=tzc, dtype="uint16")
+    assert [d.name for d in s.storage_index_dimensions] == ["t", "c", "z"]
+    assert s.storage_permutation == (0, 2, 1)
+    # OME-TIFF stores the acquisition order as is.
+    s = AcquisitionSettings(root_path="a.ome.tiff", dimensions=tzc, dtype="uint16")
+    assert [d.name for d in s.storage_index_dimensions] == ["t", "z", "c"]
+
+    multi = [
+        Dimension(name="t", count=2, chunk_size=1, type="time"),
+        PositionDimension(positions=["Pos0", "Pos1"]),
+        Dimension(name="c", count=3, chunk_size=1, type="channel"),
+        Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
+        Dimension(name="y", count=512, chunk_size=256, type="space", scale=2, unit="um"),
+        Dimension(name="x", count=512, chunk_size=256, type="space", scale=2, unit="um"),
+    ]
+    s = AcquisitionSettings(root_path="m.ome.zarr", dimensions=multi, dtype="uint16")
+    assert [p.name for p in s.positions] == ["Pos0", "Pos1"]
+    assert s.num_frames == 2 * 2 * 3 * 4
+
+
+def test_plate_example() -> None:
+    settings = AcquisitionSettings(
+        root_path="example_5d_plate",
+        format="ome-zarr",
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            PositionDimension(
+                positions=[
+                    Position(name="fov0", plate_row="A", plate_column="1"),
+                    Position(name="fov0", plate_row="A", plate_column="2"),
+                    Position(name="fov0", plate_row="C", plate_column="4"),
+                    Position(name="fov1", plate_row="C", plate_column="4"),
+                ]
+            ),
+            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            Dimension(name="z", count=4, chunk_size=1, type="space"),
+            Dimension(name="y", count=256, chunk_size=64, type="space"),
+            Dimension(name="x", count=256, chunk_size=64, type="space"),
+        ],
+        dtype="uint16",
+        plate=Plate(
+            name="Example Plate",
+            row_names=["A", "B", "C", "D"],
+            column_names=["1", "2", "3", "4", "5", "6", "7", "8"],
+        ),
+    )
+    assert settings.output_path == "example_5d_plate.ome.zarr"
+    with pytest.raises(ValidationError, match="needs plate_row and plate_column"):
+        settings.model_validate(
+            {**settings.model_dump(), "dimensions": [PositionDimension(positions=["a"]),
+                                                     *settings.dimensions[-2:]]}
+        )
+    with pytest.raises(ValidationError, match="plate_row 'Z', not one of"):
+        AcquisitionSettings(
+            root_path="p.ome.zarr", dtype="uint8", plate=Plate(row_names=["A"], column_names=["1"]),
+            dimensions=[PositionDimension(positions=[Position(name="f", plate_row="Z",
+                                                              plate_column="1")]),
+                        *dims_from_standard_axes({"y": 4, "x": 4})],
+        )
+
+
+def test_unbounded_only_first() -> None:
+    AcquisitionSettings(
+        root_path="u.ome.zarr",
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, type="time"),
+            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="y", count=256, chunk_size=64, type="space"),
+            Dimension(name="x", count=256, chunk_size=64, type="space"),
+        ],
+    )
+    with pytest.raises(ValidationError, match="only the first dimension may be unbounded"):
+        AcquisitionSettings(
+            root_path="u.ome.zarr", dtype="uint16",
+            dimensions=[Dimension(name="t", count=3), Dimension(name="z", count=None),
+                        *dims_from_standard_axes({"y": 4, "x": 4})],
+        )
+
+
+def test_compression_is_checked_against_the_backend() -> None:
+    dims = dims_from_standard_axes({"t": 2, "y": 8, "x": 8})
+    ok = AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u2",
+                             compression="blosc-zstd")
+    assert ok.compression == "blosc-zstd"
+    with pytest.raises(ValidationError, match="compression 'lzw' is not supported by the "
+                                              "'tensorstore' backend"):
+        AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u2", compression="lzw")
+    with pytest.raises(ValidationError, match="compression 'blosc-lz4' is not supported by the "
+                                              "'tifffile' backend"):
+        AcquisitionSettings(root_path="a.ome.tif", dimensions=dims, dtype="u2",
+                            compression="blosc-lz4")
+
+
+def test_storage_order_rules() -> None:
+    dims = [Dimension(name="t", count=2), Dimension(name="z", count=3),
+            Dimension(name="c", count=2), *dims_from_standard_axes({"y": 4, "x": 4})]
+    s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
+                            storage_order="acquisition")
+    assert [d.name for d in s.storage_index_dimensions] == ["t", "z", "c"]
+    s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
+                            storage_order=["c", "t", "z", "y", "x"])
+    assert [d.name for d in s.storage_index_dimensions] == ["c", "t", "z"]
+    assert s.storage_permutation == (2, 0, 1)
+    with pytest.raises(ValidationError, match="must name each non-frame dimension"):
+        AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
+                            storage_order=["c", "t"])
+    with pytest.raises(ValidationError, match="frame dimensions .* must stay last"):
+        AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
+                            storage_order=["c", "t", "z", "x", "y"])
+
+
+@pytest.mark.parametrize("bad", ["a/b", "a\\b", "..", ".", "", "  ", "tab\there", "nul\x00",
+                                 "q?", "c:"])
+def test_unsafe_names_are_rejected(bad: str) -> None:
+    with pytest.raises(ValidationError, match="name"):
+        Position(name=bad)
+    with pytest.raises(ValidationError, match="name"):
+        Dimension(name=bad, count=2)
+
+
+def test_duplicate_names_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="Duplicate position name 'a'"):
+        PositionDimension(positions=["a", "b", "a"])
+    # the same field name in two different wells is fine
+    PositionDimension(positions=[Position(name="f", plate_row="A", plate_column="1"),
+                                 Position(name="f", plate_row="A", plate_column="2")])
+    with pytest.raises(ValidationError, match="names must be unique, duplicated: \\['y'\\]"):
+        AcquisitionSettings(root_path="a.ome.zarr", dtype="u1",
+                            dimensions=[Dimension(name="y", count=2),
+                                        *dims_from_standard_axes({"y": 4, "x": 4})])
+
+
+def test_errors_name_the_field_and_value() -> None:
+    with pytest.raises(ValidationError, match="dtype 'complex64' is not a supported pixel type"):
+        AcquisitionSettings(root_path="a.ome.zarr", dtype="complex64",
+                            dimensions=dims_from_standard_axes({"y": 4, "x": 4}))
+    with pytest.raises(ValidationError, match="unit 'kg' is not a unit of length"):
+        Dimension(name="z", count=3, type="space", unit="kg")
+    with pytest.raises(ValidationError, match="3 coords given for count=2"):
+        Dimension(name="c", count=2, coords=["a", "b", "c"])
+    with pytest.raises(ValidationError, match="at most 5 dimensions per image"):
+        AcquisitionSettings(root_path="a.ome.zarr", dtype="u1", dimensions=[
+            Dimension(name=n, count=2) for n in "abcd"] + dims_from_standard_axes({"y": 4, "x": 4}))
+
+
+def test_channels_and_json_round_trip() -> None:
+    settings = AcquisitionSettings(
+        root_path="c.ome.zarr",
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="c", count=2, type="channel",
+                      coords=[Channel(name="DAPI", color="#0000ff"), "GFP"]),
+            *dims_from_standard_axes({"y": 4, "x": 4}),
+        ],
+    )
+    dim = settings.dimensions[0]
+    assert isinstance(dim, Dimension)
+    assert dim.channels == [Channel(name="DAPI", color="0000FF"), Channel(name="GFP")]
+    again = AcquisitionSettings.model_validate_json(settings.model_dump_json())
+    assert again == settings

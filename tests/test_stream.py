@@ -1,0 +1,373 @@
+"""The async core and the sync facade, on the default OME-Zarr backend (tensorstore).
+
+Every test reads what was written back with zarr-python and tensorstore and compares it
+with the frames in acquisition order.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+import tensorstore as ts
+import zarr
+
+from conftest import make_frames
+from ome_stream import (
+    AcquisitionSettings,
+    Dimension,
+    PositionDimension,
+    WriterError,
+    create_stream,
+    dims_from_standard_axes,
+    open_stream,
+)
+from ome_stream.backends.base import BACKENDS, BackendInfo
+
+
+def read_zarr(path: Path | str) -> np.ndarray:
+    return np.asarray(zarr.open_array(str(path), mode="r")[...])
+
+
+def read_ts(path: Path | str) -> np.ndarray:
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+    return ts.open(spec, read=True).result().read().result()
+
+
+def expected_storage(frames: np.ndarray, acq_shape: tuple[int, ...], perm: tuple[int, ...]):
+    """Frames in acquisition order → the storage-order array."""
+    full = frames.reshape(*acq_shape, *frames.shape[-2:])
+    return full.transpose(*perm, len(acq_shape), len(acq_shape) + 1)
+
+
+def five_d(root: Path, order: str = "tczyx", **kwargs) -> AcquisitionSettings:
+    counts = {"t": 2, "c": 3, "z": 4}
+    dims = [Dimension(name=n, count=counts[n], chunk_size=2 if n == "z" else 1) for n in order[:3]]
+    dims += [Dimension(name="y", count=32, chunk_size=16, unit="um", scale=0.1),
+             Dimension(name="x", count=48, chunk_size=16, unit="um", scale=0.1)]
+    return AcquisitionSettings(root_path=root / "five.ome.zarr", dimensions=dims,
+                               dtype="uint16", **kwargs)
+
+
+# ---------------------------------------------------------------- round trips
+@pytest.mark.anyio
+@pytest.mark.parametrize("order", ["tczyx", "tzcyx", "ctzyx"])
+async def test_single_5d_async(tmp_path: Path, order: str) -> None:
+    settings = five_d(tmp_path, order)
+    frames = make_frames(24, (32, 48))
+    async with open_stream(settings) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    names = order[:3]
+    perm = tuple(names.index(n) for n in "tcz")  # NGFF storage order is t, c, z
+    acq_shape = tuple({"t": 2, "c": 3, "z": 4}[n] for n in names)
+    expected = expected_storage(frames, acq_shape, perm)
+    array_path = tmp_path / "five.ome.zarr" / "0"
+    np.testing.assert_array_equal(read_zarr(array_path), expected)
+    np.testing.assert_array_equal(read_ts(array_path), expected)
+    array = zarr.open_array(str(array_path), mode="r")
+    assert array.metadata.dimension_names == ("t", "c", "z", "y", "x")
+    assert array.chunks == (1, 1, 2, 16, 16)
+    attrs = json.loads((tmp_path / "five.ome.zarr" / "zarr.json").read_text())["attributes"]
+    multiscale = attrs["ome"]["multiscales"][0]
+    assert attrs["ome"]["version"] == "0.5"
+    assert [a["name"] for a in multiscale["axes"]] == ["t", "c", "z", "y", "x"]
+    assert [a.get("type") for a in multiscale["axes"]] == ["time", "channel", "space",
+                                                           "space", "space"]
+    scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [1.0, 1.0, 1.0, 0.1, 0.1]
+
+
+def test_single_5d_sync_matches_async_layout(tmp_path: Path) -> None:
+    settings = five_d(tmp_path, "tzcyx")
+    frames = make_frames(24, (32, 48), seed=3)
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    expected = expected_storage(frames, (2, 4, 3), (0, 2, 1))
+    np.testing.assert_array_equal(read_zarr(tmp_path / "five.ome.zarr" / "0"), expected)
+    assert stream.closed
+
+
+def test_basic_pattern_guide_example(tmp_path: Path) -> None:
+    """The guide's Basic Pattern (z reduced, frames 1024² as written there)."""
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "example.ome.zarr",
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time", unit="s"),
+            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            Dimension(name="z", count=4, chunk_size=2, type="space", unit="um"),
+            Dimension(name="y", count=1024, chunk_size=512, type="space", unit="um"),
+            Dimension(name="x", count=1024, chunk_size=512, type="space", unit="um"),
+        ],
+        dtype="uint16",
+    )
+    frames = make_frames(24, (1024, 1024), seed=1)
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    expected = frames.reshape(2, 3, 4, 1024, 1024)
+    np.testing.assert_array_equal(read_ts(tmp_path / "example.ome.zarr" / "0"), expected)
+
+
+@pytest.mark.anyio
+async def test_multiple_positions(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "multi.ome.zarr",
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
+            Dimension(name="y", count=32, chunk_size=16, type="space", scale=2, unit="um"),
+            Dimension(name="x", count=32, chunk_size=16, type="space", scale=2, unit="um"),
+        ],
+        dtype="uint16",
+    )
+    frames = make_frames(48, (32, 32))
+    async with open_stream(settings) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    acq = frames.reshape(2, 2, 3, 4, 32, 32)
+    root = tmp_path / "multi.ome.zarr"
+    for p in range(2):
+        np.testing.assert_array_equal(read_zarr(root / str(p) / "0"), acq[:, p])
+        np.testing.assert_array_equal(read_ts(root / str(p) / "0"), acq[:, p])
+        attrs = json.loads((root / str(p) / "zarr.json").read_text())["attributes"]
+        assert attrs["ome"]["multiscales"][0]["name"] == f"Pos{p}"
+    root_attrs = json.loads((root / "zarr.json").read_text())["attributes"]
+    assert root_attrs["ome"]["bioformats2raw.layout"] == 3
+    series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"]
+    assert series == ["0", "1"]
+
+
+@pytest.mark.anyio
+async def test_shards_are_written_whole(tmp_path: Path) -> None:
+    dims = [Dimension(name="t", count=5, chunk_size=1, shard_size_chunks=2),
+            Dimension(name="z", count=3, chunk_size=1, shard_size_chunks=3),
+            Dimension(name="y", count=16, chunk_size=8, shard_size_chunks=2),
+            Dimension(name="x", count=16, chunk_size=8, shard_size_chunks=2)]
+    settings = AcquisitionSettings(root_path=tmp_path / "s.ome.zarr", dimensions=dims,
+                                   dtype="uint8", compression="blosc-zstd")
+    frames = make_frames(15, (16, 16), dtype="uint8")
+    async with open_stream(settings) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    array = zarr.open_array(str(tmp_path / "s.ome.zarr" / "0"), mode="r")
+    assert array.shards == (2, 3, 16, 16)
+    assert array.chunks == (1, 1, 8, 8)
+    np.testing.assert_array_equal(array[...], frames.reshape(5, 3, 16, 16))
+    np.testing.assert_array_equal(read_ts(tmp_path / "s.ome.zarr" / "0"),
+                                  frames.reshape(5, 3, 16, 16))
+
+
+@pytest.mark.anyio
+async def test_unbounded_is_trimmed_to_what_was_written(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "u.ome.zarr", dtype="uint16",
+        dimensions=[Dimension(name="t", count=None, chunk_size=1, type="time"),
+                    Dimension(name="c", count=2, chunk_size=1),
+                    *dims_from_standard_axes({"y": 16, "x": 16})],
+    )
+    frames = make_frames(7, (16, 16))  # 3 full time points and half of a fourth
+    async with open_stream(settings) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    data = read_ts(tmp_path / "u.ome.zarr" / "0")
+    assert data.shape == (4, 2, 16, 16)
+    padded = np.concatenate([frames, np.zeros((1, 16, 16), "uint16")])
+    np.testing.assert_array_equal(data, padded.reshape(4, 2, 16, 16))
+
+
+# ---------------------------------------------------------------- producer API
+@pytest.mark.anyio
+async def test_bad_frames_are_rejected_and_the_stream_stays_usable(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path / "v.ome.zarr", dtype="uint16",
+                                   dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}))
+    frames = make_frames(3, (8, 8))
+    async with open_stream(settings) as stream:
+        with pytest.raises(ValueError, match=r"frame shape \(8, 9\) does not match .*\(8, 8\)"):
+            await stream.append(np.zeros((8, 9), "uint16"))
+        with pytest.raises(TypeError, match="frame dtype float64 does not match .* uint16"):
+            await stream.append(np.zeros((8, 8)))
+        # Fortran-ordered and strided views are fine.
+        await stream.append(np.asfortranarray(frames[0]))
+        await stream.append(np.ascontiguousarray(np.repeat(frames[1], 2, axis=1))[:, ::2])
+        await stream.append(frames[2], frame_metadata={"exposure_time": 5})
+        with pytest.raises(IndexError, match="the acquisition has 3 frames"):
+            await stream.append(frames[0])
+        assert stream.stats.frames_accepted == 3
+    np.testing.assert_array_equal(read_zarr(tmp_path / "v.ome.zarr" / "0"), frames)
+    with pytest.raises(anyio.ClosedResourceError, match="not open"):
+        await stream.append(frames[0])
+
+
+@pytest.mark.anyio
+async def test_copy_false_skip_and_flush(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path / "k.ome.zarr", dtype="uint16",
+                                   dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}))
+    frames = make_frames(4, (8, 8))
+    async with open_stream(settings) as stream:
+        await stream.append(frames[0].copy(), copy=False)
+        await stream.skip()
+        await stream.flush()
+        # After flush the frames are in storage, readable by another reader mid-acquisition.
+        partial = read_zarr(tmp_path / "k.ome.zarr" / "0")
+        np.testing.assert_array_equal(partial[0], frames[0])
+        assert stream.stats.frames_written == 2
+        buffer = frames[2].copy()
+        await stream.append(buffer)
+        buffer[:] = 0  # the stream copied it: reusing the camera buffer is safe
+        await stream.append(frames[3])
+    data = read_zarr(tmp_path / "k.ome.zarr" / "0")
+    np.testing.assert_array_equal(data[[0, 2, 3]], frames[[0, 2, 3]])
+    assert not data[1].any()
+
+
+@pytest.mark.anyio
+async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path / "m.ome.zarr", dtype="uint8",
+                                   dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}))
+    async with open_stream(settings) as stream:
+        await stream.append(np.ones((4, 4), "uint8"), metadata={"delta_t": 0.5, "note": "a"})
+        await stream.append(np.ones((4, 4), "uint8"), frame_metadata={"delta_t": 1.5})
+        stream.set_global_metadata({"instrument": {"objective": "60x"}})
+        with pytest.raises(ValueError, match="reserved"):
+            stream.set_global_metadata({"ome": 1})
+    attrs = zarr.open_group(str(tmp_path / "m.ome.zarr"), mode="r").attrs.asdict()
+    records = attrs["ome_stream"]["frame_metadata"]
+    assert [r["delta_t"] for r in records] == [0.5, 1.5]
+    assert records[0]["index"] == {"t": 0} and records[0]["note"] == "a"
+    assert attrs["instrument"] == {"objective": "60x"}
+
+
+@pytest.mark.anyio
+async def test_overwrite_rules(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path / "o.ome.zarr", dtype="uint8",
+                                   dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}))
+    async with open_stream(settings) as stream:
+        await stream.append(np.full((4, 4), 7, "uint8"))
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        async with open_stream(settings):
+            pass
+    np.testing.assert_array_equal(read_zarr(tmp_path / "o.ome.zarr" / "0"), 7)  # untouched
+    async with open_stream(settings.model_copy(update={"overwrite": True})) as stream:
+        await stream.append(np.full((4, 4), 9, "uint8"))
+    np.testing.assert_array_equal(read_zarr(tmp_path / "o.ome.zarr" / "0"), 9)
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("irreplaceable")
+    other = AcquisitionSettings(root_path=precious, format="ome-zarr", overwrite=True,
+                                dtype="uint8",
+                                dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}))
+    other = other.model_copy(update={"root_path": str(precious) + ".ome.zarr"})
+    Path(other.output_path).mkdir()
+    (Path(other.output_path) / "thesis.txt").write_text("irreplaceable")
+    with pytest.raises(FileExistsError, match="refusing to delete it"):
+        async with open_stream(other):
+            pass
+    assert (Path(other.output_path) / "thesis.txt").read_text() == "irreplaceable"
+
+
+# ---------------------------------------------------------------- backpressure and failures
+@pytest.fixture
+def slow_backend(monkeypatch: pytest.MonkeyPatch):
+    import slow_backend as module
+
+    monkeypatch.setitem(BACKENDS, "slow-tensorstore", BackendInfo(
+        name="slow-tensorstore", format="ome-zarr", module="slow_backend",
+        requires=("tensorstore",), extra=None, compressions=("none",)))
+    module.SlowTensorStoreBackend.observations = []
+    return module.SlowTensorStoreBackend
+
+
+@pytest.mark.anyio
+async def test_slow_storage_makes_append_wait_within_the_budget(tmp_path: Path, slow_backend):
+    frame_bytes = 64 * 64 * 2
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "slow.ome.zarr", format="slow-tensorstore", dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 40, "y": 64, "x": 64}),
+    )
+    frames = make_frames(40, (64, 64))
+    stream = open_stream(settings, max_buffer_bytes=5 * frame_bytes)
+    slow_backend.stream = stream
+    async with stream:
+        assert stream.capacity == 5
+        waited = 0
+        for frame in frames:
+            try:
+                stream.append_nowait(frame)
+            except anyio.WouldBlock:
+                waited += 1
+                await stream.append(frame)  # waits for room: backpressure
+            assert stream.stats.bytes_buffered <= 5 * frame_bytes
+    slow_backend.stream = None
+    assert waited > 0  # the camera outran the storage, and the producer felt it
+    assert stream.stats.peak_bytes_buffered == 5 * frame_bytes
+    assert all(pending <= capacity for pending, capacity in slow_backend.observations)
+    np.testing.assert_array_equal(read_zarr(tmp_path / "slow.ome.zarr" / "0"), frames)
+
+
+@pytest.mark.anyio
+async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path / "f.ome.zarr", dtype="uint8",
+                                   dimensions=dims_from_standard_axes({"t": 6, "y": 4, "x": 4}))
+    frames = make_frames(6, (4, 4), dtype="uint8")
+    with pytest.raises(WriterError, match="failed") as info:  # noqa: PT012
+        async with open_stream(settings) as stream:
+            await stream.append(frames[0])
+            await stream.append(frames[1])
+            await stream.flush()
+            # A real fault: the directory for the next chunks becomes a regular file.
+            (tmp_path / "f.ome.zarr" / "0" / "c" / "2").write_bytes(b"not a directory")
+            await stream.append(frames[2])
+            with pytest.raises(WriterError):
+                await stream.flush()
+            raise AssertionError("unreachable: flush must raise")  # pragma: no cover
+    assert info.value.__cause__ is not None
+    data = read_zarr(tmp_path / "f.ome.zarr" / "0")
+    np.testing.assert_array_equal(data[:2], frames[:2])  # written before the fault: intact
+
+
+@pytest.mark.anyio
+async def test_cancelled_producer_loses_nothing_it_appended(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(root_path=tmp_path / "c.ome.zarr", dtype="uint16",
+                                   dimensions=dims_from_standard_axes({"t": 50, "y": 32, "x": 32}))
+    frames = make_frames(50, (32, 32))
+    appended = 0
+    with anyio.move_on_after(0.05):
+        async with open_stream(settings) as stream:
+            for frame in frames:
+                await stream.append(frame)
+                appended += 1
+                await anyio.sleep(0.005)
+    assert 0 < appended < 50
+    data = read_zarr(tmp_path / "c.ome.zarr" / "0")
+    np.testing.assert_array_equal(data[:appended], frames[:appended])
+    assert not data[appended:].any()
+
+
+def test_sync_facade_from_a_thread_and_inside_a_running_loop(tmp_path: Path) -> None:
+    frames = make_frames(3, (8, 8))
+
+    def acquire(name: str) -> None:
+        settings = AcquisitionSettings(root_path=tmp_path / name, dtype="uint16",
+                                       dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}))
+        with create_stream(settings) as stream:
+            for frame in frames:
+                stream.append(frame)
+
+    worker = threading.Thread(target=acquire, args=("thread.ome.zarr",))
+    worker.start()
+    worker.join()
+
+    async def notebook_cell() -> None:  # synchronous code called from a running event loop
+        acquire("loop.ome.zarr")
+
+    anyio.run(notebook_cell)
+    for name in ("thread.ome.zarr", "loop.ome.zarr"):
+        np.testing.assert_array_equal(read_zarr(tmp_path / name / "0"), frames)
