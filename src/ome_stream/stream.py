@@ -441,14 +441,22 @@ class AsyncOMEStream:
             with anyio.CancelScope(shield=True) as scope:
                 self._writer_scopes.append(scope)
                 async with anyio.create_task_group() as writes, receive:
-                    async for item in receive:
-                        if isinstance(item, _Flush):
-                            await self._write_partial(array_index, assembler, writes)
-                            await self._wait_idle()
-                            item.done.set()
-                            continue
-                        await self._file(array_index, assembler, item, writes)
-                    await self._write_partial(array_index, assembler, writes, final=True)
+                    try:
+                        async for item in receive:
+                            if isinstance(item, _Flush):
+                                await self._write_partial(array_index, assembler, writes)
+                                await self._wait_idle()
+                                item.done.set()
+                                continue
+                            await self._file(array_index, assembler, item, writes)
+                        await self._write_partial(array_index, assembler, writes, final=True)
+                    except Exception as err:  # never let a failure cancel the producer
+                        self._fail(err)
+                        async for item in receive:  # keep freeing producers until closed
+                            if isinstance(item, _Flush):
+                                item.done.set()
+                            else:
+                                self._release(item)
         finally:
             self._writers_running -= 1
             if self._writers_running == 0:
