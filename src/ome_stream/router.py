@@ -60,6 +60,10 @@ class FrameRouter:
                 index.append(rest // stride % self._counts[axis])
         return tuple(index)
 
+    def frame_number(self, index: tuple[int, ...]) -> int:
+        """Inverse of :meth:`acquisition_index`: the frame number at an acquisition index."""
+        return sum(i * s for i, s in zip(index, self._strides, strict=True))
+
     def route(self, frame: int) -> tuple[int, tuple[int, ...]]:
         """Return ``(array index, storage index)`` of frame ``frame``."""
         index = self.acquisition_index(frame)

@@ -8,6 +8,7 @@ and hands each complete block to the backend exactly once, several blocks in fli
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ import numpy as np
 from ome_stream._target import prepare_target
 from ome_stream.backends.base import Backend, load_backend
 from ome_stream.errors import WriterError
+from ome_stream.events import EventHub, EventKind, StreamEvent
 from ome_stream.layout import AcquisitionRecord, Layout
 from ome_stream.metadata.ngff import RESERVED_ATTRIBUTES, group_documents
 from ome_stream.router import FrameRouter
+from ome_stream.view import StreamView
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -82,6 +85,10 @@ class _Block:
     expected: int
     received: int = 0
 
+    def offset(self, index: tuple[int, ...]) -> tuple[int, ...]:
+        """Position of the frame at storage ``index`` inside this block."""
+        return tuple(i - o for i, o in zip(index, self.origin, strict=True))
+
 
 class _Assembler:
     """Collects the frames of one array into blocks and says when a block is complete."""
@@ -104,8 +111,8 @@ class _Assembler:
 
     def add(
         self, index: tuple[int, ...], pixels: np.ndarray | None, dtype: np.dtype[Any]
-    ) -> _Block | None:
-        """File one frame; return its block when that block is complete."""
+    ) -> tuple[_Block, bool]:
+        """File one frame; return its block and whether that block is now complete."""
         coord = tuple(i // b for i, b in zip(index, self.block, strict=True))
         block = self.open.get(coord)
         if block is None:
@@ -117,13 +124,12 @@ class _Assembler:
             )
             self.open[coord] = block
         if pixels is not None:
-            offset = tuple(i - o for i, o in zip(index, block.origin, strict=True))
-            block.pixels[offset] = pixels
+            block.pixels[block.offset(index)] = pixels
         block.received += 1
         if block.received >= block.expected:
             del self.open[coord]
-            return block
-        return None
+            return block, True
+        return block, False
 
 
 class AsyncOMEStream:
@@ -143,7 +149,8 @@ class AsyncOMEStream:
     ) -> None:
         self.settings = settings
         self.layout = Layout(settings)
-        self._router = FrameRouter(settings)
+        self.router = FrameRouter(settings)
+        """Maps frame numbers to arrays and storage indices."""
         budget = max_buffer_bytes or settings.max_buffer_bytes or DEFAULT_MAX_BUFFER_BYTES
         self._frame_nbytes = self.layout.frame_nbytes
         self.capacity = max(2, budget // max(1, self._frame_nbytes))
@@ -167,6 +174,13 @@ class AsyncOMEStream:
         self._inflight: anyio.Semaphore | None = None
         self._pending_writes = 0
         self._idle = anyio.Event()
+        # Accepted frames not yet in storage, per array, by storage index: the live view
+        # serves them from memory.
+        self._unwritten: list[dict[tuple[int, ...], np.ndarray]] = [{} for _ in self.layout.arrays]
+        self._acquisition_names = [d.name for d in settings.dimensions[:-2]]
+        self._high_water = [0] * len(self._acquisition_names)
+        self._events = EventHub()
+        self._closed = anyio.Event()
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -195,20 +209,35 @@ class AsyncOMEStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            task_group, self._task_group = self._task_group, None
+            if task_group is not None:
+                try:
+                    await task_group.__aexit__(None, None, None)
+                except BaseExceptionGroup as group:  # a writer bug, not a storage failure
+                    self._fail(group.exceptions[0] if len(group.exceptions) == 1 else group)
+                    self._raise_if_failed()
         return None
 
     async def aclose(self) -> None:
         """Write every accepted frame and the final metadata, then release storage.
 
         Runs shielded from cancellation (within ``drain_timeout``) so that a cancelled
-        producer loses nothing it had appended. Raises WriterError if storage failed.
+        producer loses nothing it had appended, and may be called from any task of the
+        stream's event loop (leaving the ``async with`` block calls it). Raises
+        WriterError if storage failed.
         """
+        if self._state == "closing":
+            with anyio.CancelScope(shield=True):
+                await self._closed.wait()
+            return
         if self._state in ("closed", "new"):
             self._state = "closed"
             return
         self._state = "closing"
-        assert self._task_group is not None and self._backend is not None
+        assert self._backend is not None
         with anyio.CancelScope(shield=True):
             for send in self._senders:
                 send.close()
@@ -227,10 +256,9 @@ class AsyncOMEStream:
             finally:
                 await self._backend.aclose()
                 self._state = "closed"
-        try:
-            await self._task_group.__aexit__(None, None, None)
-        except BaseExceptionGroup as group:  # a bug in a writer task, not a storage failure
-            self._fail(group.exceptions[0] if len(group.exceptions) == 1 else group)
+                self._closed.set()
+                self._publish("closed")
+                self._events.close()
         self._raise_if_failed()
 
     # ------------------------------------------------------------------ producer API
@@ -337,7 +365,7 @@ class AsyncOMEStream:
         self._raise_if_failed()
 
     def _check_room(self) -> None:
-        total = self._router.num_frames
+        total = self.router.num_frames
         if total is not None and self._next_frame >= total:
             raise IndexError(
                 f"the acquisition has {total} frames, all already appended; "
@@ -380,15 +408,21 @@ class AsyncOMEStream:
             self._budget.release()
             raise
         frame_number = self._next_frame
-        array_index, storage_index = self._router.route(frame_number)
+        array_index, storage_index = self.router.route(frame_number)
         pooled = False
-        if pixels is not None and copy:
-            slot = self._free_slots.pop() if self._free_slots else np.empty_like(pixels, order="C")
-            np.copyto(slot, pixels)
-            pixels, pooled = slot, True
+        if pixels is not None:
+            if copy:
+                slot = (
+                    self._free_slots.pop() if self._free_slots else np.empty_like(pixels, order="C")
+                )
+                np.copyto(slot, pixels)
+                pixels, pooled = slot, True
+            self._unwritten[array_index][storage_index] = pixels
         self._next_frame += 1
         self.stats.frames_accepted += 1
         self._account(self._frame_nbytes)
+        if self._events:
+            self._publish_accepted(frame_number)
         if extra:
             names = self.layout.arrays[array_index].dim_names
             self._frame_metadata[array_index].append(
@@ -399,6 +433,58 @@ class AsyncOMEStream:
                 }
             )
         self._senders[array_index].send_nowait(_Frame(storage_index, pixels, pooled))
+
+    def _publish_accepted(self, frame_number: int) -> None:
+        expanded = False
+        for axis, index in enumerate(self.router.acquisition_index(frame_number)):
+            if index >= self._high_water[axis]:
+                self._high_water[axis] = index + 1
+                expanded = True
+        if expanded:
+            self._publish("coords_expanded")
+        self._publish("frames_accepted")
+
+    def _publish(self, kind: EventKind, error: str | None = None) -> None:
+        self._events.publish(
+            StreamEvent(
+                kind=kind,
+                frames_accepted=self.stats.frames_accepted,
+                frames_written=self.stats.frames_written,
+                high_water=dict(zip(self._acquisition_names, self._high_water, strict=True)),
+                error=error,
+            ),
+            must_arrive=kind in ("coords_expanded", "error", "closed"),
+        )
+
+    def events(self) -> MemoryObjectReceiveStream[StreamEvent]:
+        """Subscribe to progress events: ``async for event in stream.events(): ...``.
+
+        Each subscriber has its own queue; one that falls behind misses intermediate
+        ``frames_*`` snapshots (never ``coords_expanded``, ``error`` or ``closed``) and
+        never slows the writer. The iteration ends when the stream closes. Subscribe
+        before the first append to see every high-water change.
+        """
+        return self._events.subscribe()
+
+    def view(self) -> StreamView:
+        """A live, read-only array of the acquisition so far, in acquisition order.
+
+        Written frames are read back from storage, accepted ones from memory, and slots
+        not acquired yet read as 0. See :class:`~ome_stream.view.StreamView`.
+        """
+        self._check_usable()
+        return StreamView(self)
+
+    async def _read_frame(self, number: int) -> np.ndarray | None:
+        array_index, storage_index = self.router.route(number)
+        pending = self._unwritten[array_index].get(storage_index)
+        if pending is not None:
+            return pending.copy()  # copied before any await: its slot may be reused
+        if self._backend is None or (
+            self.settings.is_unbounded and storage_index[0] >= self._extents[array_index]
+        ):
+            return None  # never written (skipped), beyond what storage holds yet
+        return await self._backend.read_frame(array_index, storage_index)
 
     def _account(self, delta: int) -> None:
         stats = self.stats
@@ -414,6 +500,7 @@ class AsyncOMEStream:
     def _fail(self, error: BaseException) -> None:
         if self._failure is None:
             self._failure = error
+            self._publish("error", repr(error))
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
@@ -426,7 +513,7 @@ class AsyncOMEStream:
         for array in self.layout.arrays:
             shape = array.shape
             if self.settings.is_unbounded:
-                per_row = self._router.frames_per_first_index
+                per_row = self.router.frames_per_first_index
                 shape = (math.ceil(self._next_frame / per_row), *shape[1:])
             shapes.append(shape)
         return AcquisitionRecord(shapes, self._frame_metadata, dict(self._global_metadata))
@@ -473,14 +560,18 @@ class AsyncOMEStream:
                 self._release(item)
                 self.stats.frames_written += 1
                 return
-            block = item.pixels[(np.newaxis,) * len(item.storage_index)]
-            await self._submit(array_index, item.storage_index, block, writes, item, 1)
+            single = item.pixels[(np.newaxis,) * len(item.storage_index)]
+            await self._submit(array_index, item.storage_index, single, writes, item, 1)
             return
-        complete = assembler.add(item.storage_index, item.pixels, self.layout.dtype)
+        block, complete = assembler.add(item.storage_index, item.pixels, self.layout.dtype)
+        if item.pixels is not None:  # the live view now finds the frame in its block
+            self._unwritten[array_index][item.storage_index] = block.pixels[
+                block.offset(item.storage_index)
+            ]
         self._release(item)
-        if complete is not None:
+        if complete:
             await self._submit(
-                array_index, complete.origin, complete.pixels, writes, None, complete.expected
+                array_index, block.origin, block.pixels, writes, None, block.expected
             )
 
     async def _write_partial(
@@ -548,7 +639,15 @@ class AsyncOMEStream:
         assert self._backend is not None and self._inflight is not None
         try:
             await self._backend.write(array_index, origin, block)
-            self.stats.frames_written += frames
+            if frames:
+                self.stats.frames_written += frames
+                unwritten = self._unwritten[array_index]
+                for index in itertools.product(
+                    *(range(o, o + n) for o, n in zip(origin, block.shape[:-2], strict=True))
+                ):
+                    unwritten.pop(index, None)
+                if self._events:
+                    self._publish("frames_written")
         except Exception as err:
             self._fail(err)
         finally:

@@ -9,19 +9,24 @@ is itself running inside an event loop's thread (a notebook cell).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, ExitStack
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, get_args
 
+import anyio
 from anyio.from_thread import start_blocking_portal
 
+from ome_stream.events import EventKind
 from ome_stream.stream import AsyncOMEStream
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from numpy.typing import ArrayLike
 
+    from ome_stream.events import StreamEvent
     from ome_stream.settings import AcquisitionSettings
     from ome_stream.stream import StreamStats
+    from ome_stream.view import StreamView
 
 __all__ = ["OMEStream", "create_stream"]
 
@@ -112,6 +117,29 @@ class OMEStream:
     def get_metadata(self) -> dict[str, dict[str, Any]]:
         """The metadata documents as they would be written now."""
         return self._portal.call(self._async.get_metadata)
+
+    def view(self) -> StreamView:
+        """A live, read-only array of the acquisition so far (``view[t, c, ...]``)."""
+        return self._portal.call(self._async.view)
+
+    def on(self, kind: EventKind, callback: Callable[[StreamEvent], object]) -> None:
+        """Call ``callback(event)`` in a worker thread for every event of ``kind``.
+
+        ``kind`` is one of ``"frames_accepted"``, ``"frames_written"``,
+        ``"coords_expanded"``, ``"error"``, ``"closed"``. A slow callback misses
+        intermediate progress snapshots; it never slows the writer.
+        """
+        if kind not in get_args(EventKind):
+            raise ValueError(f"unknown event kind {kind!r}; choose from {get_args(EventKind)}")
+        events = self._portal.call(self._async.events)
+
+        async def deliver() -> None:
+            async with events:
+                async for event in events:
+                    if event.kind == kind:
+                        await anyio.to_thread.run_sync(callback, event)
+
+        self._portal.start_task_soon(deliver)
 
     @property
     def stats(self) -> StreamStats:

@@ -181,6 +181,14 @@ class Backend(ABC):
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write ``block`` at ``origin`` (storage order) of array ``array_index``."""
 
+    async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
+        """Read back the frame at storage ``index`` (non-frame axes) during acquisition.
+
+        Only frames whose writes have completed are asked for; the live view serves the
+        others from memory.
+        """
+        raise TypeError(f"the {type(self).__name__} backend cannot read frames back")
+
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Set the extent of the first (unbounded) axis of array ``array_index``."""
         raise ValueError(f"{type(self).__name__} cannot resize arrays")  # pragma: no cover

@@ -126,6 +126,11 @@ class TensorStoreBackend(Backend):
         future = self._arrays[array_index][region].write(block)
         await wait_future(future.commit)
 
+    async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
+        """Read one frame back from storage."""
+        frame: np.ndarray = await wait_future(self._arrays[array_index][index].read())
+        return frame
+
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Grow or trim the unbounded first axis."""
         store = self._arrays[array_index]
