@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 import zarr
@@ -66,14 +67,14 @@ async def test_view_and_events_match_what_is_finally_on_disk(tmp_path: Path) -> 
                     seen.append((t, 1, 2, 1, plane))
                     whole = await view.read()
                     assert whole.shape == shape
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(follow_events)
             tg.start_soon(watch)
             for frame in frames:
                 await stream.append(frame)
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             await stream.aclose()
 
     final = read_acquisition_order(tmp_path / "live.ome.zarr", n_t)
@@ -94,9 +95,11 @@ async def test_view_and_events_match_what_is_finally_on_disk(tmp_path: Path) -> 
 
 @pytest.mark.anyio
 async def test_view_indexing(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "v.ome.zarr", dtype="uint8",
-                                   dimensions=dims_from_standard_axes({"t": 4, "c": 2, "y": 6,
-                                                                       "x": 5}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "v.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 4, "c": 2, "y": 6, "x": 5}),
+    )
     frames = make_frames(8, (6, 5), dtype="uint8")
     expected = frames.reshape(4, 2, 6, 5)
     async with open_stream(settings) as stream:
@@ -108,8 +111,9 @@ async def test_view_indexing(tmp_path: Path) -> None:
         partial[3:] = 0
         np.testing.assert_array_equal(await view.read(), partial)
         await stream.flush()
-        np.testing.assert_array_equal(await view.read((slice(1, 3), 0, ..., slice(None, None, 2))),
-                                      partial[1:3, 0, :, ::2])
+        np.testing.assert_array_equal(
+            await view.read((slice(1, 3), 0, ..., slice(None, None, 2))), partial[1:3, 0, :, ::2]
+        )
         np.testing.assert_array_equal(await view.read((-2, ...)), partial[-2])
         with pytest.raises(IndexError, match="index 4 is out of bounds for axis 0"):
             await view.read(4)
@@ -123,8 +127,11 @@ async def test_view_indexing(tmp_path: Path) -> None:
 
 
 def test_sync_view_and_callbacks(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "s.ome.zarr", dtype="uint16",
-                                   dimensions=dims_from_standard_axes({"t": 5, "y": 8, "x": 8}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "s.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 5, "y": 8, "x": 8}),
+    )
     frames = make_frames(5, (8, 8))
     expansions: list[dict[str, int]] = []
     closed = threading.Event()

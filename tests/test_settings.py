@@ -98,7 +98,7 @@ def test_format_selection(root_path, fmt, expected_format, expected_backend, exp
 
 
 def test_omitting_format_and_suffix_warns_with_the_guide_text() -> None:
-    with pytest.warns(UserWarning) as record:
+    with pytest.warns(UserWarning, match="could not be inferred") as record:
         settings = AcquisitionSettings(
             root_path="root",
             dimensions=dims_from_standard_axes({"x": 512, "y": 512}),

@@ -258,19 +258,15 @@ async def test_overwrite_rules(tmp_path: Path) -> None:
     async with open_stream(settings.model_copy(update={"overwrite": True})) as stream:
         await stream.append(np.full((4, 4), 9, "uint8"))
     np.testing.assert_array_equal(read_zarr(tmp_path / "o.ome.zarr" / "0"), 9)
-    precious = tmp_path / "notes"
+    precious = tmp_path / "notes.ome.zarr"  # a directory that is not a dataset
     precious.mkdir()
     (precious / "thesis.txt").write_text("irreplaceable")
-    other = AcquisitionSettings(root_path=precious, format="ome-zarr", overwrite=True,
-                                dtype="uint8",
+    other = AcquisitionSettings(root_path=precious, overwrite=True, dtype="uint8",
                                 dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}))
-    other = other.model_copy(update={"root_path": str(precious) + ".ome.zarr"})
-    Path(other.output_path).mkdir()
-    (Path(other.output_path) / "thesis.txt").write_text("irreplaceable")
     with pytest.raises(FileExistsError, match="refusing to delete it"):
         async with open_stream(other):
             pass
-    assert (Path(other.output_path) / "thesis.txt").read_text() == "irreplaceable"
+    assert (precious / "thesis.txt").read_text() == "irreplaceable"
 
 
 # ---------------------------------------------------------------- backpressure and failures
