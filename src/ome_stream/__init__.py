@@ -25,6 +25,7 @@ from ome_stream.settings import (
     Plate,
     Position,
     PositionDimension,
+    Pyramid,
     StandardAxis,
     dims_from_standard_axes,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Plate",
     "Position",
     "PositionDimension",
+    "Pyramid",
     "StandardAxis",
     "StreamStats",
     "WriterError",

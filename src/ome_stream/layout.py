@@ -7,13 +7,15 @@ backend, so every part agrees on where each array lives and how it is tiled.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.pyramid import level_shape, plan_levels
+
 if TYPE_CHECKING:
-    from ome_stream.settings import AcquisitionSettings, Dimension, Position
+    from ome_stream.settings import AcquisitionSettings, Dimension, Position, Pyramid
 
 __all__ = ["AcquisitionRecord", "ArraySpec", "Layout"]
 
@@ -34,11 +36,15 @@ class ArraySpec:
     """Equal to ``chunk_shape`` when the array is not sharded."""
     sharded: bool
     dtype: np.dtype[Any]
+    level: int = 0
+    """Multiscale level: 0 is the full resolution, level l is binned by 2**l."""
+    scale_factors: tuple[int, ...] = ()
+    """Per storage axis, how many full-resolution elements one element spans."""
 
     @property
     def array_path(self) -> str:
-        """Key of the full-resolution array below the root."""
-        return f"{self.image_path}/0" if self.image_path else "0"
+        """Key of this array below the root (``<image>/<level>``)."""
+        return f"{self.image_path}/{self.level}" if self.image_path else str(self.level)
 
     @property
     def dim_names(self) -> tuple[str, ...]:
@@ -92,9 +98,17 @@ class Layout:
                 shard_shape=shards if self.sharded else chunks,
                 sharded=self.sharded,
                 dtype=self.dtype,
+                scale_factors=(1,) * len(dims),
             )
             for index, (position, path) in enumerate(self._image_paths(settings.positions))
         ]
+        self.images = list(self.arrays)
+        """The full-resolution array of each image (position), by position index."""
+        self.levels = 1
+        self.z_axis: int | None = None
+        """Storage axis binned in z by the pyramid, if any."""
+        if settings.pyramid is not None:
+            self._add_levels(settings.pyramid, dims)
 
     def _image_paths(self, positions: list[Position]) -> list[tuple[Position, str]]:
         if self.is_plate:
@@ -109,6 +123,42 @@ class Layout:
             return [(pos, str(index)) for index, pos in enumerate(positions)]
         return [(positions[0], "")]
 
+    def _add_levels(self, pyramid: Pyramid, dims: tuple[Dimension, ...]) -> None:
+        self.levels = plan_levels(pyramid, self.frame_shape)
+        if pyramid.downsample_z:
+            self.z_axis = next(i for i, d in enumerate(dims[:-2]) if d.name == "z")
+        binned = {len(dims) - 2, len(dims) - 1} | (
+            {self.z_axis} if self.z_axis is not None else set()
+        )
+        for level in range(1, self.levels):
+            for base in self.images:
+                factors = tuple((1 << level) if axis in binned else 1 for axis in range(len(dims)))
+                shape = tuple(
+                    level_shape(n, level) if f > 1 else n
+                    for n, f in zip(base.shape, factors, strict=True)
+                )
+                chunks = tuple(
+                    min(c, n) if f > 1 else c
+                    for c, n, f in zip(base.chunk_shape, shape, factors, strict=True)
+                )
+                per_shard = tuple(
+                    s // c for s, c in zip(base.shard_shape, base.chunk_shape, strict=True)
+                )
+                self.arrays.append(
+                    replace(
+                        base,
+                        shape=shape,
+                        chunk_shape=chunks,
+                        shard_shape=tuple(c * k for c, k in zip(chunks, per_shard, strict=True)),
+                        level=level,
+                        scale_factors=factors,
+                    )
+                )
+
+    def level_array(self, position_index: int, level: int) -> int:
+        """Index in :attr:`arrays` of ``level`` of the image at ``position_index``."""
+        return level * len(self.images) + position_index
+
     @property
     def frame_nbytes(self) -> int:
         """Bytes in one frame."""
@@ -117,7 +167,7 @@ class Layout:
     def wells(self) -> dict[tuple[str, str], list[ArraySpec]]:
         """Plate wells in first-visit order, each with its fields in acquisition order."""
         wells: dict[tuple[str, str], list[ArraySpec]] = {}
-        for array in self.arrays:
+        for array in self.images:
             row, column = array.position.plate_row, array.position.plate_column
             assert row is not None and column is not None
             wells.setdefault((row, column), []).append(array)

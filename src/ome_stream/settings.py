@@ -37,6 +37,7 @@ __all__ = [
     "Plate",
     "Position",
     "PositionDimension",
+    "Pyramid",
     "StandardAxis",
     "dims_from_standard_axes",
 ]
@@ -371,6 +372,34 @@ class Plate(_Model):
         return names
 
 
+class Pyramid(_Model):
+    """Multiscale levels written during the acquisition (OME-Zarr only).
+
+    Each level halves y and x (and z, with ``downsample_z``) of the level before it.
+    Give ``levels`` (the full resolution counts as one) or let ``min_size`` decide: levels
+    are added until the larger of y and x is at most ``min_size``.
+
+    Examples
+    --------
+    >>> Pyramid(levels=3, method="mean")
+    Pyramid(levels=3, min_size=256, method='mean', downsample_z=False)
+
+    """
+
+    levels: PositiveInt | None = Field(
+        default=None, description="Number of levels, full resolution included."
+    )
+    min_size: PositiveInt = Field(
+        default=256, description="Without `levels`: add levels until y and x are this small."
+    )
+    method: Literal["mean", "max", "nearest"] = Field(
+        default="mean", description="How 2x2 (x2) bins are reduced."
+    )
+    downsample_z: bool = Field(
+        default=False, description="Also bin the 'z' dimension by 2 per level."
+    )
+
+
 class OutputFormat(_Model):
     """A resolved output format and the backend that writes it."""
 
@@ -436,6 +465,9 @@ class AcquisitionSettings(_Model):
     plate: Plate | None = Field(default=None, description="Plate geometry for HCS datasets.")
     overwrite: bool = Field(
         default=False, description="Replace an existing dataset at the output path."
+    )
+    pyramid: Pyramid | None = Field(
+        default=None, description="Multiscale levels to write during the acquisition."
     )
     max_buffer_bytes: PositiveInt | None = Field(
         default=None,
@@ -591,6 +623,17 @@ class AcquisitionSettings(_Model):
             )
         if self.dimensions[0].count is None and not info.supports_unbounded:
             raise ValueError(f"the {info.name!r} backend cannot write an unbounded first dimension")
+        if self.pyramid is not None and not info.supports_pyramids:
+            raise ValueError(
+                f"pyramid: the {info.name!r} backend ({self.format.name}) cannot write "
+                "multiscale levels; use an OME-Zarr backend such as 'tensorstore'"
+            )
+        if (
+            self.pyramid is not None
+            and self.pyramid.downsample_z
+            and not any(d.name == "z" for d in self.index_dimensions)
+        ):
+            raise ValueError("pyramid: downsample_z needs a non-frame dimension named 'z'")
         if self.root_path.startswith("s3://") and not info.supports_object_storage:
             raise ValueError(
                 f"root_path {self.root_path!r}: the {info.name!r} backend "

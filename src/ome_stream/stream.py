@@ -23,6 +23,7 @@ from ome_stream.errors import WriterError
 from ome_stream.events import EventHub, EventKind, StreamEvent
 from ome_stream.layout import AcquisitionRecord, Layout
 from ome_stream.metadata.ngff import RESERVED_ATTRIBUTES, group_documents
+from ome_stream.pyramid import PyramidBuilder
 from ome_stream.router import FrameRouter
 from ome_stream.view import StreamView
 
@@ -187,14 +188,15 @@ class AsyncOMEStream:
         if self._state != "new":
             raise RuntimeError("a stream can be opened only once")
         self._state = "opening"
+        backend_class = load_backend(self.settings.backend)  # before anything is touched
         await anyio.to_thread.run_sync(prepare_target, self.settings)
-        backend = load_backend(self.settings.backend)(self.layout)
+        backend = backend_class(self.layout)
         await backend.open()
         self._backend = backend
         self._inflight = anyio.Semaphore(backend.max_inflight)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
-        for index in range(len(self.layout.arrays)):
+        for index in range(len(self.layout.images)):
             send, receive = anyio.create_memory_object_stream[_Item](math.inf)
             self._senders.append(send)
             self._writers_running += 1
@@ -519,11 +521,18 @@ class AsyncOMEStream:
         return AcquisitionRecord(shapes, self._frame_metadata, dict(self._global_metadata))
 
     async def _writer(self, array_index: int, receive: MemoryObjectReceiveStream[_Item]) -> None:
+        """Write the image at ``array_index`` (a position): its frames, then its levels."""
         assert self._backend is not None
-        array = self.layout.arrays[array_index]
-        assembler = _Assembler(
-            self._backend.block_shape(array_index), array.shape, self.settings.is_unbounded
-        )
+        # one assembler per multiscale level, keyed by the level's array index
+        assemblers = {}
+        for level in range(self.layout.levels):
+            index = self.layout.level_array(array_index, level)
+            assemblers[index] = _Assembler(
+                self._backend.block_shape(index),
+                self.layout.arrays[index].shape,
+                self.settings.is_unbounded,
+            )
+        builder = self._pyramid_builder()
         try:
             with anyio.CancelScope(shield=True) as scope:
                 self._writer_scopes.append(scope)
@@ -531,12 +540,24 @@ class AsyncOMEStream:
                     try:
                         async for item in receive:
                             if isinstance(item, _Flush):
-                                await self._write_partial(array_index, assembler, writes)
+                                for index, assembler in assemblers.items():
+                                    await self._write_partial(index, assembler, writes)
                                 await self._wait_idle()
                                 item.done.set()
                                 continue
-                            await self._file(array_index, assembler, item, writes)
-                        await self._write_partial(array_index, assembler, writes, final=True)
+                            levels = []
+                            if builder is not None and self._failure is None:
+                                levels = await anyio.to_thread.run_sync(
+                                    builder.add, item.storage_index, item.pixels
+                                )
+                            await self._file(array_index, assemblers[array_index], item, writes)
+                            await self._file_levels(array_index, assemblers, levels, writes)
+                        if builder is not None and self._failure is None:
+                            await self._file_levels(
+                                array_index, assemblers, builder.drain(), writes
+                            )
+                        for index, assembler in assemblers.items():
+                            await self._write_partial(index, assembler, writes, final=True)
                     except Exception as err:  # never let a failure cancel the producer
                         self._fail(err)
                         async for item in receive:  # keep freeing producers until closed
@@ -549,6 +570,37 @@ class AsyncOMEStream:
             if self._writers_running == 0:
                 self._writers_done.set()
 
+    def _pyramid_builder(self) -> PyramidBuilder | None:
+        pyramid = self.settings.pyramid
+        if pyramid is None or self.layout.levels == 1:
+            return None
+        z_axis = self.layout.z_axis
+        z_size = self.layout.images[0].shape[z_axis] if z_axis is not None else 1
+        return PyramidBuilder(
+            pyramid, self.layout.levels, self.layout.frame_shape, z_axis, z_size, self.layout.dtype
+        )
+
+    async def _file_levels(
+        self,
+        array_index: int,
+        assemblers: dict[int, _Assembler],
+        levels: list[tuple[int, tuple[int, ...], np.ndarray]],
+        writes: anyio.abc.TaskGroup,
+    ) -> None:
+        """File frames of levels >= 1; they hold no buffer budget and count as no frames."""
+        for level, index, pixels in levels:
+            if self._failure is not None:
+                return
+            level_array = self.layout.level_array(array_index, level)
+            assembler = assemblers[level_array]
+            if assembler.direct:
+                single = pixels[(np.newaxis,) * len(index)]
+                await self._submit(level_array, index, single, writes, None, 0)
+                continue
+            block, complete = assembler.add(index, pixels, self.layout.dtype)
+            if complete:
+                await self._submit(level_array, block.origin, block.pixels, writes, None, 0)
+
     async def _file(
         self, array_index: int, assembler: _Assembler, item: _Frame, writes: anyio.abc.TaskGroup
     ) -> None:
@@ -557,6 +609,11 @@ class AsyncOMEStream:
             return
         if assembler.direct:
             if item.pixels is None:
+                assert self._backend is not None
+                try:
+                    await self._backend.skip(array_index, item.storage_index)
+                except Exception as err:
+                    self._fail(err)
                 self._release(item)
                 self.stats.frames_written += 1
                 return
@@ -583,6 +640,8 @@ class AsyncOMEStream:
     ) -> None:
         if self._failure is not None:
             return
+        # only final writes of full-resolution blocks count frames as written
+        counted = final and self.layout.arrays[array_index].level == 0
         blocks = list(assembler.open.values())
         if final:
             assembler.open.clear()
@@ -598,7 +657,7 @@ class AsyncOMEStream:
             # a flush writes a copy: the block keeps filling afterwards
             data = pixels if final else pixels.copy()
             await self._submit(
-                array_index, block.origin, data, writes, None, block.received if final else 0
+                array_index, block.origin, data, writes, None, block.received if counted else 0
             )
 
     async def _submit(

@@ -46,10 +46,13 @@ class BackendInfo:
     supports_unbounded: bool = True
     supports_storage_order: bool = True
     supports_object_storage: bool = False
+    supports_pyramids: bool = False
 
     def is_available(self) -> bool:
         """Whether every module this backend needs is importable."""
-        return all(importlib.util.find_spec(mod) is not None for mod in self.requires)
+        return all(
+            importlib.util.find_spec(mod) is not None for mod in (*self.requires, self.module)
+        )
 
     def install_hint(self) -> str:
         """The pip command that makes this backend available."""
@@ -71,6 +74,7 @@ BACKENDS: dict[str, BackendInfo] = {
             extra=None,
             compressions=_ZARR_CODECS,
             supports_object_storage=True,
+            supports_pyramids=True,
         ),
         BackendInfo(
             name="zarr-python",
@@ -80,6 +84,7 @@ BACKENDS: dict[str, BackendInfo] = {
             extra=None,
             compressions=_ZARR_CODECS,
             supports_object_storage=True,
+            supports_pyramids=True,
         ),
         BackendInfo(
             name="acquire-zarr",
@@ -180,6 +185,13 @@ class Backend(ABC):
     @abstractmethod
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write ``block`` at ``origin`` (storage order) of array ``array_index``."""
+
+    async def skip(self, array_index: int, index: tuple[int, ...]) -> None:  # noqa: B027
+        """A frame at storage ``index`` was skipped (only for one-frame blocks).
+
+        Chunked stores need nothing (missing chunks read as the fill value); formats that
+        write frames in sequence write a blank one.
+        """
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read back the frame at storage ``index`` (non-frame axes) during acquisition.

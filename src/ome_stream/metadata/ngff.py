@@ -35,9 +35,18 @@ def _axis(dim: Dimension) -> dict[str, Any]:
     return axis
 
 
-def _transformations(dims: tuple[Dimension, ...]) -> list[dict[str, Any]]:
+def _transformations(
+    dims: tuple[Dimension, ...], level: int = 0, binned: frozenset[int] = frozenset()
+) -> list[dict[str, Any]]:
+    factor = float(1 << level)
     transforms: list[dict[str, Any]] = [
-        {"type": "scale", "scale": [float(d.scale) if d.scale else 1.0 for d in dims]}
+        {
+            "type": "scale",
+            "scale": [
+                (float(d.scale) if d.scale else 1.0) * (factor if axis in binned else 1.0)
+                for axis, d in enumerate(dims)
+            ],
+        }
     ]
     if any(d.translation for d in dims):
         transforms.append(
@@ -78,17 +87,28 @@ def image_attributes(
     array: ArraySpec,
     frame_metadata: list[dict[str, Any]] | None = None,
     global_metadata: dict[str, Any] | None = None,
+    levels: int = 1,
+    binned_axes: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
-    """The attributes of one image group: multiscales, omero, and frame metadata."""
+    """The attributes of one image group: multiscales, omero, and frame metadata.
+
+    ``levels`` datasets are listed (paths "0", "1", ...); level ``l`` scales the
+    ``binned_axes`` by ``2**l``.
+    """
+    datasets = [
+        {
+            "path": str(level),
+            "coordinateTransformations": _transformations(array.dims, level, binned_axes),
+        }
+        for level in range(levels)
+    ]
     ome: dict[str, Any] = {
         "version": NGFF_VERSION,
         "multiscales": [
             {
                 "name": array.position.name,
                 "axes": [_axis(d) for d in array.dims],
-                "datasets": [
-                    {"path": "0", "coordinateTransformations": _transformations(array.dims)}
-                ],
+                "datasets": datasets,
             }
         ],
     }
@@ -114,10 +134,19 @@ def group_documents(
     """
     docs: dict[str, dict[str, Any]] = {}
     global_metadata = record.global_metadata if record else {}
-    for index, array in enumerate(layout.arrays):
+    binned = frozenset(
+        axis for axis, factor in enumerate(layout.arrays[-1].scale_factors) if factor > 1
+    )
+    for index, array in enumerate(layout.images):
         frames = record.frame_metadata[index] if record else None
         docs[array.image_path] = _group(
-            image_attributes(array, frames, global_metadata if not array.image_path else None)
+            image_attributes(
+                array,
+                frames,
+                global_metadata if not array.image_path else None,
+                layout.levels,
+                binned,
+            )
         )
     settings = layout.settings
     if layout.is_plate:
@@ -153,6 +182,6 @@ def group_documents(
             {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, **global_metadata}
         )
         docs["OME"] = _group(
-            {"ome": {"version": NGFF_VERSION, "series": [a.image_path for a in layout.arrays]}}
+            {"ome": {"version": NGFF_VERSION, "series": [a.image_path for a in layout.images]}}
         )
     return docs

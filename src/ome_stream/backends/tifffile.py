@@ -1,0 +1,272 @@
+"""OME-TIFF through tifffile, one dedicated writer thread per file.
+
+Every frame is written as its own BigTIFF page (IFD), in storage order, so a file is a
+valid TIFF after every page: a process killed mid-acquisition leaves every finished page
+readable. The OME-XML is built with ome-types when the acquisition closes and placed in
+the first page's ImageDescription (UTF-8), replacing a placeholder. The event loop only
+awaits futures; all TIFF I/O and XML serialisation happens in the writer threads.
+
+Pages arrive from the stream out of order by at most a few frames (writes in flight);
+the writer thread holds early pages until the page before them has been written, and
+writes zero pages for skipped frames.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import numpy as np
+import tifffile
+
+from ome_stream.backends._futures import wait_future
+from ome_stream.backends.base import Backend
+from ome_stream.metadata.ome_xml import build_ome
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ome_stream.layout import AcquisitionRecord, Layout
+
+__all__ = ["TiffBackend"]
+
+_PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it closes"
+_CODECS = {"zlib": "zlib", "zstd": "zstd", "lzw": "lzw"}
+
+
+class _FileWriter:
+    """One OME-TIFF file and the thread that writes it, page by page, in order."""
+
+    def __init__(
+        self,
+        path: Path,
+        frame_shape: tuple[int, int],
+        dtype: np.dtype[Any],
+        compression: str | None,
+    ) -> None:
+        self.path = path
+        self.frame_shape = frame_shape
+        self.dtype = dtype
+        self.compression = _CODECS.get(compression or "none")
+        self.pages_written = 0
+        self._early: dict[int, tuple[np.ndarray | None, Future[None]]] = {}
+        self.broken: Exception | None = None
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._writer: tifffile.TiffWriter | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"ome-stream tiff {path.name}", daemon=True
+        )
+        self._thread.start()
+
+    # ------------------------------------------------------------ called from the loop
+    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+        """Run ``job`` in this file's thread, after every job submitted before it."""
+        future: Future[Any] = Future()
+
+        def run() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(job())
+                except BaseException as err:
+                    future.set_exception(err)
+
+        self._jobs.put(run)
+        return future
+
+    def page(self, number: int, frame: np.ndarray | None) -> Future[None]:
+        """Write page ``number`` (None: zeros); resolves once it is on disk.
+
+        After a failed write the file is broken: every page still waiting, and every
+        later one, fails with the same error instead of waiting forever.
+        """
+        done: Future[None] = Future()
+
+        def place() -> None:
+            if self.broken is not None:
+                done.set_exception(self.broken)
+                return
+            self._early[number] = (frame, done)
+            try:
+                while self.pages_written in self._early:
+                    pixels, waiter = self._early[self.pages_written]
+                    self._write_page(pixels)
+                    del self._early[self.pages_written - 1]
+                    waiter.set_result(None)
+            except Exception as err:
+                self.broken = err
+                for _, waiter in self._early.values():
+                    waiter.set_exception(err)
+                self._early.clear()
+
+        self._jobs.put(place)
+        return done
+
+    def count_pages(self) -> int:
+        """Pages written so far (as a job: after every job queued before it)."""
+        return self.pages_written
+
+    def held_pages(self) -> list[int]:
+        """Pages received ahead of their turn (read between jobs, from any thread)."""
+        return list(self._early)
+
+    def stop(self) -> None:
+        """Finish queued jobs and end the thread (called from a worker thread)."""
+        self._jobs.put(None)
+        self._thread.join()
+
+    # ------------------------------------------------------------ the writer thread
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _write_page(self, frame: np.ndarray | None) -> None:
+        if frame is None:
+            frame = np.zeros(self.frame_shape, self.dtype)
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = tifffile.TiffWriter(self.path, bigtiff=True)
+        first = self.pages_written == 0
+        kwargs: dict[str, Any] = {}
+        if self.compression is not None:
+            kwargs["compression"] = self.compression
+            kwargs["predictor"] = self.compression != "lzw"
+            if min(self.frame_shape) >= 256:
+                kwargs["tile"] = (256, 256)
+                kwargs["maxworkers"] = 2
+        self._writer.write(
+            frame,
+            description=_PLACEHOLDER if first else None,
+            metadata=None,
+            contiguous=False,
+            photometric="minisblack",
+            **kwargs,
+        )
+        self._writer.filehandle.flush()
+        self.pages_written += 1
+
+    def close_writer(self) -> None:
+        """Close the TIFF file (in the writer thread)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def read_page(self, number: int) -> np.ndarray:
+        """Read back page ``number`` (in the writer thread, between writes)."""
+        if self._writer is not None:
+            self._writer.filehandle.flush()
+        with tifffile.TiffFile(self.path) as tif:
+            page: np.ndarray = tif.pages[number].asarray()
+        return page
+
+
+class TiffBackend(Backend):
+    """Writes one OME-TIFF file per position; see the module docstring."""
+
+    max_inflight = 4
+
+    def __init__(self, layout: Layout) -> None:
+        super().__init__(layout)
+        settings = layout.settings
+        self._paths = [Path(p) for p in settings.tiff_file_paths()]
+        self._files: list[_FileWriter] = []
+        self._strides: list[tuple[int, ...]] = []
+        permutation = settings.storage_permutation
+        self._reordered = permutation != tuple(sorted(permutation))
+
+    def block_shape(self, array_index: int) -> tuple[int, ...]:
+        """One frame: every page is written on its own."""
+        array = self.layout.arrays[array_index]
+        return (*([1] * (len(array.shape) - 2)), *array.shape[-2:])
+
+    async def open(self) -> None:
+        """Start one writer thread per file; files are created with their first page."""
+        settings = self.layout.settings
+        for array, path in zip(self.layout.arrays, self._paths, strict=True):
+            self._files.append(
+                _FileWriter(path, self.layout.frame_shape, array.dtype, settings.compression)
+            )
+            counts = list(array.shape[:-2])
+            self._strides.append(
+                tuple(int(np.prod(counts[i + 1 :], dtype=np.int64)) for i in range(len(counts)))
+            )
+
+    def _page_number(self, array_index: int, index: tuple[int, ...]) -> int:
+        return sum(i * s for i, s in zip(index, self._strides[array_index], strict=True))
+
+    async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
+        """Write one frame as the page of its storage index.
+
+        When the storage order permutes the acquisition order, frames arrive far ahead of
+        their page: they are copied and held by the writer thread until their turn (the
+        memory cost of an explicit ``storage_order`` for OME-TIFF).
+        """
+        file = self._files[array_index]
+        frame = block.reshape(block.shape[-2:])
+        number = self._page_number(array_index, origin)
+        if self._reordered:
+            if file.broken is not None:
+                raise file.broken
+            file.page(number, frame.copy())
+            return
+        await wait_future(file.page(number, frame))
+
+    async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
+        """A skipped frame still needs its page: write zeros there."""
+        file = self._files[array_index]
+        done = file.page(self._page_number(array_index, index), None)
+        if not self._reordered:
+            await wait_future(done)
+
+    async def resize(self, array_index: int, first_extent: int) -> None:
+        """Pages are appended: nothing to resize; the OME-XML gets the final sizes."""
+
+    async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
+        """Read one page back from the file being written."""
+        file = self._files[array_index]
+        number = self._page_number(array_index, index)
+        frame: np.ndarray = await wait_future(file.submit(lambda: file.read_page(number)))
+        return frame
+
+    async def finalize(self, record: AcquisitionRecord) -> None:
+        """Pad missing pages with zeros, then write each file's OME-XML."""
+        for array_index, (file, array) in enumerate(
+            zip(self._files, self.layout.arrays, strict=True)
+        ):
+            shape = record.final_shapes[array_index]
+            total = int(np.prod(shape[:-2], dtype=np.int64))
+            written: int = await wait_future(file.submit(file.count_pages))
+            held = set(file.held_pages())
+            pending = [file.page(n, None) for n in range(written, total) if n not in held]
+            for future in pending:
+                await wait_future(future)
+            if file.broken is not None:
+                raise file.broken
+            document = build_ome(
+                self.layout,
+                array,
+                shape,
+                record.frame_metadata[array_index],
+                record.global_metadata,
+            )
+
+            def place_xml(file: _FileWriter = file, document: Any = document) -> None:
+                xml = document.to_xml()
+                file.close_writer()
+                tifffile.tiffcomment(file.path, comment=xml.encode("utf-8"))
+
+            await wait_future(file.submit(place_xml))
+
+    async def aclose(self) -> None:
+        """Stop the writer threads (their queued work finishes first)."""
+        for file in self._files:
+            await anyio.to_thread.run_sync(file.stop)
+
+
+BACKEND = TiffBackend
