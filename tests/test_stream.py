@@ -235,9 +235,9 @@ async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
     async with open_stream(settings) as stream:
         await stream.append(np.ones((4, 4), "uint8"), metadata={"delta_t": 0.5, "note": "a"})
         await stream.append(np.ones((4, 4), "uint8"), frame_metadata={"delta_t": 1.5})
-        stream.set_global_metadata({"instrument": {"objective": "60x"}})
+        await stream.set_global_metadata("instrument", {"objective": "60x"})
         with pytest.raises(ValueError, match="reserved"):
-            stream.set_global_metadata({"ome": 1})
+            await stream.set_global_metadata("ome", {"a": 1})
     attrs = zarr.open_group(str(tmp_path / "m.ome.zarr"), mode="r").attrs.asdict()
     records = attrs["ome_stream"]["frame_metadata"]
     assert [r["delta_t"] for r in records] == [0.5, 1.5]

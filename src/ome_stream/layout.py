@@ -61,6 +61,10 @@ class AcquisitionRecord:
     frame_metadata: list[list[dict[str, Any]]]
     """Per array, one entry per frame that carried metadata, with its storage index."""
     global_metadata: dict[str, Any] = field(default_factory=dict)
+    """Namespace → JSON mapping, from ``set_global_metadata``."""
+    overrides: dict[Any, Any] = field(default_factory=dict)
+    """From ``update_metadata``: OME-Zarr group path → attributes, or OME-TIFF position
+    index → ``ome_types.OME``; these replace what would be generated."""
 
 
 class Layout:

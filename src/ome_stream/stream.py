@@ -9,6 +9,7 @@ and hands each complete block to the backend exactly once, several blocks in fli
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,18 +17,21 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import numpy as np
+from ome_types.model import OME
 
 from ome_stream._target import prepare_target
 from ome_stream.backends.base import Backend, load_backend
 from ome_stream.errors import WriterError
 from ome_stream.events import EventHub, EventKind, StreamEvent
 from ome_stream.layout import AcquisitionRecord, Layout
-from ome_stream.metadata.ngff import RESERVED_ATTRIBUTES, group_documents
+from ome_stream.metadata.ngff import RESERVED_ATTRIBUTES, group_attributes, group_documents
+from ome_stream.metadata.ome_xml import build_ome
 from ome_stream.pyramid import PyramidBuilder
 from ome_stream.router import FrameRouter
 from ome_stream.view import StreamView
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import TracebackType
 
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -163,6 +167,7 @@ class AsyncOMEStream:
         self._senders: list[MemoryObjectSendStream[_Item]] = []
         self._frame_metadata: list[list[dict[str, Any]]] = [[] for _ in self.layout.arrays]
         self._global_metadata: dict[str, Any] = {}
+        self._overrides: dict[Any, Any] = {}
         self._next_frame = 0
         self._failure: BaseException | None = None
         self._state = "new"
@@ -335,18 +340,64 @@ class AsyncOMEStream:
             await marker.done.wait()
         self._raise_if_failed()
 
-    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Store ``metadata`` (JSON-serialisable) with the dataset when it is closed.
+    async def set_global_metadata(self, namespace: str, metadata: Mapping[str, Any]) -> None:
+        """Attach acquisition-level metadata (a JSON mapping) under ``namespace``.
 
-        Keys reserved by OME and ome-stream (``ome``, ``ome_stream``) are rejected.
+        OME-Zarr: a top-level key ``namespace`` in the root group's attributes. OME-TIFF: a
+        MapAnnotation with that Namespace in every file, each top-level key a Map entry
+        with a JSON-encoded value. Setting a namespace again replaces it. Before close the
+        metadata is written when the stream closes; after close, at once. The namespaces
+        ``ome``, ``ome_stream`` and ``ome_writers`` are reserved.
         """
-        if reserved := RESERVED_ATTRIBUTES.intersection(metadata):
-            raise ValueError(f"global metadata keys {sorted(reserved)} are reserved")
-        self._global_metadata.update(metadata)
+        if not isinstance(namespace, str) or not namespace:
+            raise ValueError(f"namespace must be a non-empty string, got {namespace!r}")
+        if namespace in RESERVED_ATTRIBUTES:
+            raise ValueError(f"namespace {namespace!r} is reserved")
+        self._global_metadata[namespace] = json.loads(json.dumps(dict(metadata)))
+        await self._rewrite_if_closed()
 
-    def get_metadata(self) -> dict[str, dict[str, Any]]:
-        """The metadata documents as they would be written if the stream closed now."""
-        return group_documents(self.layout, self._record())
+    def get_metadata(self) -> dict[Any, Any]:
+        """The metadata as it would be written if the stream closed now.
+
+        OME-Zarr: ``{group path: attributes}`` ('.' is the root group). OME-TIFF:
+        ``{position index: ome_types.OME}``. Modify it and pass it to
+        :meth:`update_metadata`.
+        """
+        record = self._record()
+        if self.settings.file_format == "ome-tiff":
+            return {
+                index: record.overrides.get(index)
+                or build_ome(
+                    self.layout, array, record.final_shapes[index],
+                    record.frame_metadata[index], record.global_metadata,
+                )
+                for index, array in enumerate(self.layout.images)
+            }  # fmt: skip
+        return group_attributes(group_documents(self.layout, record))
+
+    async def update_metadata(self, metadata: Mapping[Any, Any]) -> None:
+        """Replace metadata documents: the keys and values of :meth:`get_metadata`.
+
+        Before close the documents replace the generated ones when the stream closes;
+        after close they are written at once (for OME-TIFF, the OME-XML of each file).
+        """
+        known = self.get_metadata()
+        for key, value in metadata.items():
+            if key not in known:
+                raise KeyError(f"no metadata document {key!r}; known: {sorted(known, key=str)}")
+            if self.settings.file_format == "ome-tiff":
+                if not isinstance(value, OME):
+                    raise TypeError(f"OME-TIFF metadata must be ome_types.OME, got {value!r}")
+                self._overrides[key] = value
+            else:
+                self._overrides["" if key == "." else key] = json.loads(json.dumps(value))
+        await self._rewrite_if_closed()
+
+    async def _rewrite_if_closed(self) -> None:
+        if self._state != "closed":
+            return
+        assert self._backend is not None
+        await self._backend.rewrite_metadata(self._record())
 
     @property
     def output_path(self) -> str:
@@ -518,7 +569,9 @@ class AsyncOMEStream:
                 per_row = self.router.frames_per_first_index
                 shape = (math.ceil(self._next_frame / per_row), *shape[1:])
             shapes.append(shape)
-        return AcquisitionRecord(shapes, self._frame_metadata, dict(self._global_metadata))
+        return AcquisitionRecord(
+            shapes, self._frame_metadata, dict(self._global_metadata), dict(self._overrides)
+        )
 
     async def _writer(self, array_index: int, receive: MemoryObjectReceiveStream[_Item]) -> None:
         """Write the image at ``array_index`` (a position): its frames, then its levels."""

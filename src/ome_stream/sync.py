@@ -18,7 +18,7 @@ from ome_stream.events import EventKind
 from ome_stream.stream import AsyncOMEStream
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from types import TracebackType
 
     from numpy.typing import ArrayLike
@@ -110,13 +110,23 @@ class OMEStream:
         """Block until every accepted frame is in storage."""
         self._portal.call(self._async.flush)
 
-    def set_global_metadata(self, metadata: dict[str, Any]) -> None:
-        """Store ``metadata`` with the dataset at close (see the async twin)."""
-        self._portal.call(self._async.set_global_metadata, metadata)
+    def _run(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        # after close the portal's loop is gone: run the call on a loop of its own
+        if self._cm is None:
+            return anyio.run(func, *args)
+        return self._portal.call(func, *args)
 
-    def get_metadata(self) -> dict[str, dict[str, Any]]:
-        """The metadata documents as they would be written now."""
-        return self._portal.call(self._async.get_metadata)
+    def set_global_metadata(self, namespace: str, metadata: Mapping[str, Any]) -> None:
+        """Attach acquisition-level metadata under ``namespace`` (see the async twin)."""
+        self._run(self._async.set_global_metadata, namespace, metadata)
+
+    def get_metadata(self) -> dict[Any, Any]:
+        """The metadata as it would be written now (see the async twin)."""
+        return self._async.get_metadata()
+
+    def update_metadata(self, metadata: Mapping[Any, Any]) -> None:
+        """Replace metadata documents (see the async twin); works after close too."""
+        self._run(self._async.update_metadata, metadata)
 
     def view(self) -> StreamView:
         """A live, read-only array of the acquisition so far (``view[t, c, ...]``)."""

@@ -209,5 +209,9 @@ class Backend(ABC):
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Place the final metadata, after every write has completed."""
 
+    @abstractmethod
+    async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
+        """Place the metadata again after the stream closed (``update_metadata``)."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources; called once, after ``finalize`` or after a failure."""

@@ -152,6 +152,10 @@ class TensorStoreBackend(Backend):
         if self.layout.settings.is_unbounded:
             for index, shape in enumerate(record.final_shapes):
                 await self.resize(index, shape[0])
+        await self.rewrite_metadata(record)
+
+    async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
+        """Write every group document from ``record``."""
         await self._write_groups(group_documents(self.layout, record))
 
 

@@ -166,6 +166,10 @@ class _FileWriter:
         return page
 
 
+def _place_xml(path: Path, xml: str) -> None:
+    tifffile.tiffcomment(path, comment=xml.encode("utf-8"))
+
+
 class TiffBackend(Backend):
     """Writes one OME-TIFF file per position; see the module docstring."""
 
@@ -248,7 +252,7 @@ class TiffBackend(Backend):
                 await wait_future(future)
             if file.broken is not None:
                 raise file.broken
-            document = build_ome(
+            document = record.overrides.get(array_index) or build_ome(
                 self.layout,
                 array,
                 shape,
@@ -262,6 +266,18 @@ class TiffBackend(Backend):
                 tifffile.tiffcomment(file.path, comment=xml.encode("utf-8"))
 
             await wait_future(file.submit(place_xml))
+
+    async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
+        """Replace each file's OME-XML (after close)."""
+        for array_index, (path, array) in enumerate(
+            zip(self._paths, self.layout.arrays, strict=True)
+        ):
+            document = record.overrides.get(array_index) or build_ome(
+                self.layout, array, record.final_shapes[array_index],
+                record.frame_metadata[array_index], record.global_metadata,
+            )  # fmt: skip
+            xml: str = await anyio.to_thread.run_sync(document.to_xml)
+            await anyio.to_thread.run_sync(_place_xml, path, xml)
 
     async def aclose(self) -> None:
         """Stop the writer threads (their queued work finishes first)."""

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["NGFF_VERSION", "RESERVED_ATTRIBUTES", "group_documents"]
 
 NGFF_VERSION = "0.5"
-#: Attribute names ome-stream owns in an image group; global metadata may not use them.
-RESERVED_ATTRIBUTES = frozenset({"ome", "ome_stream"})
+#: Names ome-stream owns in group attributes; global metadata namespaces may not use them.
+RESERVED_ATTRIBUTES = frozenset({"ome", "ome_stream", "ome_writers"})
 _DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
 
 
@@ -184,4 +184,12 @@ def group_documents(
         docs["OME"] = _group(
             {"ome": {"version": NGFF_VERSION, "series": [a.image_path for a in layout.images]}}
         )
+    if record is not None:
+        for path, attributes in record.overrides.items():
+            docs[path]["attributes"] = attributes
     return docs
+
+
+def group_attributes(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{group path: attributes}`` as ``get_metadata`` shows it ('.' is the root)."""
+    return {path or ".": doc["attributes"] for path, doc in docs.items()}

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
     from ome_stream.layout import ArraySpec, Layout
     from ome_stream.settings import Dimension
 
-__all__ = ["GLOBAL_NAMESPACE", "FRAME_NAMESPACE", "build_ome", "ome_letters"]
+__all__ = ["FRAME_NAMESPACE", "build_ome", "ome_letters"]
 
-GLOBAL_NAMESPACE = "ome-stream.org/global-metadata"
 FRAME_NAMESPACE = "ome-stream.org/frame-metadata"
 
 _PIXEL_TYPES = {
@@ -167,15 +166,13 @@ def build_ome(
         **pixels_kwargs,
     )
     image_refs = []
-    if global_metadata:
-        global_id = f"Annotation:{image_index}:global"
+    for number, (namespace, entries) in enumerate(global_metadata.items()):
+        global_id = f"Annotation:{image_index}:global:{number}"
         annotations.append(
             ome.MapAnnotation(
                 id=global_id,
-                namespace=GLOBAL_NAMESPACE,
-                value=ome.Map(
-                    ms=[ome.Map.M(k=k, value=_text(v)) for k, v in global_metadata.items()]
-                ),
+                namespace=namespace,
+                value=ome.Map(ms=[ome.Map.M(k=k, value=_text(v)) for k, v in entries.items()]),
             )
         )
         image_refs.append(ome.AnnotationRef(id=global_id))

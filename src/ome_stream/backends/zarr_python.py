@@ -1,0 +1,144 @@
+"""OME-Zarr v0.5 through zarr-python's async API, on a private event-loop thread.
+
+zarr-python is asyncio-only and does per-chunk work in Python; run on the user's loop it
+would stall it (and it could not run under trio at all). Its coroutines therefore run on
+an asyncio loop in a dedicated thread, and the stream awaits their concurrent futures
+through anyio. Arrays are created with ``write_empty_chunks=True`` (the emptiness check
+cost 3x throughput) and receive whole shards only, so no two writes ever share a shard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import zarr
+from zarr.api.asynchronous import create_array
+from zarr.core.buffer import default_buffer_prototype
+
+from ome_stream.backends._futures import wait_future
+from ome_stream.backends.base import Backend
+from ome_stream.backends.tensorstore import zarr_codecs
+from ome_stream.metadata.ngff import group_documents
+
+if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    import numpy as np
+
+    from ome_stream.layout import AcquisitionRecord, Layout
+
+__all__ = ["ZarrPythonBackend"]
+
+_T = TypeVar("_T")
+
+
+class _LoopThread:
+    """An asyncio event loop running in its own daemon thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="ome-stream zarr-python", daemon=True
+        )
+        self._thread.start()
+
+    async def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the private loop; wait for it from the caller's loop."""
+        result: _T = await wait_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+        return result
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+def open_store(root: str) -> zarr.storage.LocalStore:
+    """The zarr store of a dataset root (a local directory)."""
+    return zarr.storage.LocalStore(root, read_only=False)
+
+
+class ZarrPythonBackend(Backend):
+    """Writes every array with zarr-python; places NGFF group documents in its store."""
+
+    max_inflight = 4
+
+    def __init__(self, layout: Layout) -> None:
+        super().__init__(layout)
+        self._loop = _LoopThread()
+        self._store = open_store(layout.settings.output_path)
+        self._arrays: list[Any] = []
+
+    async def open(self) -> None:
+        """Create the arrays and write the group documents of the empty dataset."""
+        await self._loop.run(self._open())
+
+    async def _open(self) -> None:
+        settings = self.layout.settings
+        for array in self.layout.arrays:
+            codecs = zarr_codecs(settings.compression, array.dtype.itemsize)
+            self._arrays.append(
+                await create_array(
+                    self._store,
+                    name=array.array_path,
+                    shape=array.shape,
+                    chunks=array.chunk_shape,
+                    shards=array.shard_shape if array.sharded else None,
+                    dtype=array.dtype,
+                    compressors=codecs[1:] or None,
+                    fill_value=0,
+                    dimension_names=list(array.dim_names),
+                    chunk_key_encoding={"name": "default", "separator": "/"},
+                    zarr_format=3,
+                    overwrite=True,
+                    config={"write_empty_chunks": True},
+                )
+            )
+        await self._write_groups(group_documents(self.layout))
+
+    async def _write_groups(self, docs: dict[str, dict[str, Any]]) -> None:
+        prototype = default_buffer_prototype()
+        for path, doc in docs.items():
+            key = f"{path}/zarr.json" if path else "zarr.json"
+            data = json.dumps(doc, indent=2).encode()
+            await self._store.set(key, prototype.buffer.from_bytes(data))
+
+    async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
+        """Write one whole block (a row of shards)."""
+        region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
+        await self._loop.run(self._arrays[array_index].setitem(region, block))
+
+    async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
+        """Read one frame back from storage."""
+        frame: np.ndarray = await self._loop.run(self._arrays[array_index].getitem(index))
+        return frame
+
+    async def resize(self, array_index: int, first_extent: int) -> None:
+        """Grow or trim the unbounded first axis."""
+        array = self._arrays[array_index]
+        await self._loop.run(array.resize((first_extent, *array.shape[1:])))
+
+    async def finalize(self, record: AcquisitionRecord) -> None:
+        """Trim unbounded arrays to what was acquired and write the final metadata."""
+        if self.layout.settings.is_unbounded:
+            for index, shape in enumerate(record.final_shapes):
+                await self.resize(index, shape[0])
+        await self._loop.run(self._write_groups(group_documents(self.layout, record)))
+
+    async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
+        """Write every group document from ``record`` (after close: the loop is gone)."""
+        root = anyio.Path(self.layout.settings.output_path)
+        for path, doc in group_documents(self.layout, record).items():
+            await (root / path / "zarr.json").write_text(json.dumps(doc, indent=2))
+
+    async def aclose(self) -> None:
+        """Stop the private event loop."""
+        await anyio.to_thread.run_sync(self._loop.stop)
+
+
+BACKEND = ZarrPythonBackend
