@@ -162,7 +162,9 @@ class AsyncOMEStream:
         """How many accepted frames may wait for storage before ``append`` waits."""
         self._drain_timeout = drain_timeout
         self.stats = StreamStats()
-        self._budget = anyio.Semaphore(self.capacity)
+        # anyio primitives are created in __aenter__, on the loop that runs the stream (the
+        # sync facade constructs the stream on the caller's thread, maybe in another loop)
+        self._budget: anyio.Semaphore
         self._free_slots: list[np.ndarray] = []
         self._senders: list[MemoryObjectSendStream[_Item]] = []
         self._frame_metadata: list[list[dict[str, Any]]] = [[] for _ in self.layout.arrays]
@@ -175,18 +177,18 @@ class AsyncOMEStream:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._writer_scopes: list[anyio.CancelScope] = []
         self._writers_running = 0
-        self._writers_done = anyio.Event()
+        self._writers_done: anyio.Event
         self._extents = [a.shape[0] if a.shape else 0 for a in self.layout.arrays]
         self._inflight: anyio.Semaphore | None = None
         self._pending_writes = 0
-        self._idle = anyio.Event()
+        self._idle: anyio.Event
         # Accepted frames not yet in storage, per array, by storage index: the live view
         # serves them from memory.
         self._unwritten: list[dict[tuple[int, ...], np.ndarray]] = [{} for _ in self.layout.arrays]
         self._acquisition_names = [d.name for d in settings.dimensions[:-2]]
         self._high_water = [0] * len(self._acquisition_names)
         self._events = EventHub()
-        self._closed = anyio.Event()
+        self._closed: anyio.Event
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -199,6 +201,10 @@ class AsyncOMEStream:
         await backend.open()
         self._backend = backend
         self._inflight = anyio.Semaphore(backend.max_inflight)
+        self._budget = anyio.Semaphore(self.capacity)
+        self._writers_done = anyio.Event()
+        self._idle = anyio.Event()
+        self._closed = anyio.Event()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         for index in range(len(self.layout.images)):
