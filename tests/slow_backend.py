@@ -5,6 +5,8 @@ Used to show backpressure: storage slower than the camera must make ``append`` w
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import anyio
 import numpy as np
 
@@ -13,7 +15,7 @@ from ome_stream.backends.tensorstore import TensorStoreBackend
 
 class SlowTensorStoreBackend(TensorStoreBackend):
     delay = 0.02
-    observations: list[tuple[int, int]] = []  # (frames accepted - frames written, capacity)
+    observations: ClassVar[list[tuple[int, int]]] = []  # (accepted - written, capacity)
     stream = None
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:

@@ -195,7 +195,9 @@ class AsyncOMEStream:
         if self._state != "new":
             raise RuntimeError("a stream can be opened only once")
         self._state = "opening"
-        backend_class = load_backend(self.settings.backend)  # before anything is touched
+        # import the backend (tensorstore, zarr, ... take tens of ms) off the event loop,
+        # and before anything on disk is touched
+        backend_class = await anyio.to_thread.run_sync(load_backend, self.settings.backend)
         await anyio.to_thread.run_sync(prepare_target, self.settings)
         backend = backend_class(self.layout)
         await backend.open()

@@ -1,0 +1,1 @@
+"""Benchmarks of ome-stream against peer writers, engines and the disk."""

@@ -1,0 +1,240 @@
+"""Runs one (case, writer) measurement in a fresh process and prints a JSON result.
+
+Usage: python -m benchmarks.worker CASE WRITER OUTDIR [--quick]
+
+Frames are generated before anything is timed; the baseline RSS is taken after that, so
+"peak extra memory" is what the writer itself adds. Wall time runs from opening the
+writer until its data is synced to disk (``os.sync``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from benchmarks.cases import FULL, QUICK, Case
+from ome_stream._camera import camera_frames
+
+
+class RssSampler:
+    """Samples this process's RSS every few milliseconds in a thread."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.baseline = self._process.memory_info().rss
+        self.peak = self.baseline
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def dims_kwargs(case: Case) -> list[dict[str, Any]]:
+    return [
+        {"name": d[0], "count": d[1], "chunk_size": d[2],
+         **({"shard_size_chunks": d[3]} if len(d) > 3 else {})}
+        for d in case.dims
+    ]
+
+
+# ------------------------------------------------------------------ writers
+def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    import anyio
+
+    from ome_stream import AcquisitionSettings, Dimension, Pyramid, open_stream
+
+    settings = AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[Dimension(**d) for d in dims_kwargs(case)],
+        dtype="uint16",
+        format={"name": case.fmt, "backend": backend},
+        compression=case.compression,
+        pyramid=Pyramid(levels=case.pyramid) if case.pyramid else None,
+        overwrite=True,
+    )
+    waits: list[float] = []
+    worst_lag = 0.0
+
+    async def heartbeat() -> None:
+        nonlocal worst_lag
+        while True:
+            before = time.perf_counter()
+            await anyio.sleep(0.005)
+            worst_lag = max(worst_lag, time.perf_counter() - before - 0.005)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(heartbeat)
+            async with open_stream(settings) as stream:
+                for i in range(case.frames):
+                    before = time.perf_counter()
+                    # the camera hands its buffer over: no copy (a real driver's ring buffer
+                    # would be released when the frame is written)
+                    await stream.append(frames[i % len(frames)], copy=False)
+                    waits.append(time.perf_counter() - before)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    return {"waits": waits, "loop_lag": worst_lag}
+
+
+def run_ome_writers(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    import ome_writers
+
+    settings = ome_writers.AcquisitionSettings(
+        root_path=str(root),
+        dimensions=[ome_writers.Dimension(**d) for d in dims_kwargs(case)],
+        dtype="uint16",
+        format={"name": case.fmt, "backend": backend},
+        compression=case.compression,
+        overwrite=True,
+    )
+    waits = []
+    with ome_writers.create_stream(settings) as stream:
+        for i in range(case.frames):
+            before = time.perf_counter()
+            stream.append(frames[i % len(frames)])
+            waits.append(time.perf_counter() - before)
+    return {"waits": waits, "loop_lag": None}
+
+
+def run_raw_tensorstore(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """The engine ceiling: tensorstore alone, one chunk-aligned write per frame, 8 in flight."""
+    import tensorstore as ts
+
+    from ome_stream.backends.tensorstore import zarr_codecs
+
+    shape = [case.frames, *case.frame_shape]
+    chunks = [1, *(d[2] for d in case.dims[-2:])]
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {"driver": "file", "path": str(root / "0")},
+        "metadata": {"shape": shape, "data_type": "uint16",
+                     "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": chunks}},
+                     "codecs": zarr_codecs(case.compression, 2)},
+        "create": True, "delete_existing": True,
+    }  # fmt: skip
+    array = ts.open(spec, context=ts.Context({"cache_pool": {"total_bytes_limit": 0}})).result()
+    pending: list[Any] = []
+    waits = []
+    for i in range(case.frames):
+        before = time.perf_counter()
+        pending.append(array[i].write(frames[i % len(frames)]).commit)
+        if len(pending) >= 8:
+            pending.pop(0).result()
+        waits.append(time.perf_counter() - before)
+    for future in pending:
+        future.result()
+    return {"waits": waits, "loop_lag": None}
+
+
+def run_raw_tifffile(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """The engine ceiling: tifffile alone, one contiguous BigTIFF series."""
+    import tifffile
+
+    waits = []
+    kwargs: dict[str, Any] = {}
+    if case.compression:
+        kwargs = {"compression": case.compression, "tile": (256, 256), "maxworkers": 2}
+    with tifffile.TiffWriter(root, bigtiff=True, ome=False) as tif:
+        for i in range(case.frames):
+            before = time.perf_counter()
+            tif.write(frames[i % len(frames)], contiguous=not case.compression, metadata=None,
+                      **kwargs)
+            waits.append(time.perf_counter() - before)
+    return {"waits": waits, "loop_lag": None}
+
+
+def run_disk(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """Sequential write + fsync of the same number of bytes, 8 MiB at a time."""
+    total = case.frames * case.frame_bytes
+    block = np.ascontiguousarray(frames[0]).tobytes()
+    block = (block * (8 * 2**20 // len(block) + 1))[: 8 * 2**20]
+    written = 0
+    with open(root, "wb") as fh:
+        while written < total:
+            fh.write(block[: min(len(block), total - written)])
+            written += min(len(block), total - written)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"waits": [], "loop_lag": None}
+
+
+def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
+    frames = camera_frames(8, case.frame_shape)
+    suffix = ".ome.tiff" if case.fmt == "ome-tiff" or writer == "raw/tifffile" else ".ome.zarr"
+    root = out / f"{case.name}-{writer.replace('/', '-')}{'' if writer == 'disk' else suffix}"
+    family, _, backend = writer.partition("/")
+    cpu_before = cpu_seconds()
+    with RssSampler() as rss:
+        start = time.perf_counter()
+        if writer == "disk":
+            result = run_disk(case, root, frames)
+        elif family == "ome-stream":
+            result = run_ome_stream(case, backend, root, frames)
+        elif family == "ome-writers":
+            result = run_ome_writers(case, backend, root, frames)
+        elif writer == "raw/tensorstore":
+            result = run_raw_tensorstore(case, root, frames)
+        else:
+            result = run_raw_tifffile(case, root, frames)
+        closed = time.perf_counter()
+        os.sync()
+        synced = time.perf_counter()
+    cpu = cpu_seconds() - cpu_before
+    if root.is_dir():
+        shutil.rmtree(root)
+    elif root.exists():
+        root.unlink()
+    waits = np.array(result["waits"] or [0.0]) * 1e3
+    nbytes = case.frames * case.frame_bytes
+    seconds = synced - start
+    return {
+        "case": case.name,
+        "writer": writer,
+        "seconds": seconds,
+        "close_seconds": closed - start,
+        "fps": case.frames / seconds,
+        "gb_per_s": nbytes / seconds / 1e9,
+        "peak_rss_mb": (rss.peak - rss.baseline) / 1e6,
+        "cpu_seconds": cpu,
+        "append_ms": {q: float(np.percentile(waits, p)) for q, p in
+                      (("p50", 50), ("p99", 99), ("max", 100))},
+        "loop_lag_ms": None if result["loop_lag"] is None else result["loop_lag"] * 1e3,
+    }
+
+
+def main(argv: list[str]) -> None:
+    case_name, writer, out = argv[:3]
+    cases = QUICK if "--quick" in argv else FULL
+    print(json.dumps(measure(cases[case_name], writer, Path(out))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

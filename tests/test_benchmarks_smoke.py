@@ -1,0 +1,29 @@
+"""The benchmark harness runs (tiny sizes), so it cannot rot. No timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--cases", "A,F1",
+         "--writers", "ome-stream/tensorstore,raw/tensorstore,ome-stream/tifffile",
+         "--json", str(out), "--dir", str(tmp_path / "scratch")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| A | ome-stream/tensorstore |" in result.stdout
+    assert "| F1 | ome-stream/tifffile |" in result.stdout
+    summary = json.loads(out.read_text())["summary"]
+    writers = {(row["case"], row["writer"]) for row in summary}
+    assert {("A", "disk"), ("A", "raw/tensorstore")} <= writers
+    row = next(r for r in summary if r["writer"] == "ome-stream/tensorstore")
+    assert row["gb_per_s"]["median"] > 0 and row["loop_lag_ms"] is not None
+    assert not list((tmp_path / "scratch").iterdir())  # outputs are cleaned up
