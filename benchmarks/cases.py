@@ -29,34 +29,71 @@ class Case:
 
 
 FULL = {
-    "A": Case("A", "100 x 2048^2 u16, chunks 512^2, raw",
-              (("t", 100, 1), ("y", 2048, 512), ("x", 2048, 512)), 100),
-    "B": Case("B", "t200 c2 z10 x 512^2, chunks 256^2",
-              (("t", 200, 1), ("c", 2, 1), ("z", 10, 1), ("y", 512, 256), ("x", 512, 256)),
-              4000),
-    "C": Case("C", "A with blosc-zstd, camera-like frames",
-              (("t", 100, 1), ("y", 2048, 512), ("x", 2048, 512)), 100, "blosc-zstd"),
-    "D": Case("D", "unbounded t, 200 x 1024^2",
-              (("t", None, 1), ("y", 1024, 512), ("x", 1024, 512)), 200),
-    "E": Case("E", "5000 x 256^2 (small frames, high rate)",
-              (("t", 5000, 1), ("y", 256, 256), ("x", 256, 256)), 5000),
-    "E64": Case("E64", "E with shards of 64 frames along t",
-                (("t", 5000, 1, 64), ("y", 256, 256), ("x", 256, 256)), 5000),
-    "F1": Case("F1", "OME-TIFF A", (("t", 100, 1), ("y", 2048, 2048), ("x", 2048, 2048)), 100,
-               fmt="ome-tiff"),
-    "F2": Case("F2", "OME-TIFF C (zstd)",
-               (("t", 100, 1), ("y", 2048, 2048), ("x", 2048, 2048)), 100, "zstd",
-               fmt="ome-tiff"),
-    "P": Case("P", "A with a 3-level mean pyramid",
-              (("t", 100, 1), ("y", 2048, 512), ("x", 2048, 512)), 100, pyramid=3),
+    "A": Case(
+        "A",
+        "100 x 2048^2 u16, chunks 512^2, raw",
+        (("t", 100, 1), ("y", 2048, 512), ("x", 2048, 512)),
+        100,
+    ),
+    "B": Case(
+        "B",
+        "t200 c2 z10 x 512^2, chunks 256^2",
+        (("t", 200, 1), ("c", 2, 1), ("z", 10, 1), ("y", 512, 256), ("x", 512, 256)),
+        4000,
+    ),
+    "C": Case(
+        "C",
+        "A with blosc-zstd, camera-like frames",
+        (("t", 100, 1), ("y", 2048, 512), ("x", 2048, 512)),
+        100,
+        "blosc-zstd",
+    ),
+    "D": Case(
+        "D", "unbounded t, 200 x 1024^2", (("t", None, 1), ("y", 1024, 512), ("x", 1024, 512)), 200
+    ),
+    "E": Case(
+        "E",
+        "5000 x 256^2 (small frames, high rate)",
+        (("t", 5000, 1), ("y", 256, 256), ("x", 256, 256)),
+        5000,
+    ),
+    "E64": Case(
+        "E64",
+        "E with shards of 64 frames along t",
+        (("t", 5000, 1, 64), ("y", 256, 256), ("x", 256, 256)),
+        5000,
+    ),
+    "F1": Case(
+        "F1",
+        "OME-TIFF A",
+        (("t", 100, 1), ("y", 2048, 2048), ("x", 2048, 2048)),
+        100,
+        fmt="ome-tiff",
+    ),
+    "F2": Case(
+        "F2",
+        "OME-TIFF C (zstd)",
+        (("t", 100, 1), ("y", 2048, 2048), ("x", 2048, 2048)),
+        100,
+        "zstd",
+        fmt="ome-tiff",
+    ),
+    "P": Case(
+        "P",
+        "A with a 3-level mean pyramid",
+        (("t", 100, 1), ("y", 2048, 512), ("x", 2048, 512)),
+        100,
+        pyramid=3,
+    ),
 }
 
 QUICK = {
     "A": Case("A", "quick A", (("t", 6, 1), ("y", 128, 64), ("x", 128, 64)), 6),
     "C": Case("C", "quick C", (("t", 6, 1), ("y", 128, 64), ("x", 128, 64)), 6, "blosc-zstd"),
     "D": Case("D", "quick D", (("t", None, 1), ("y", 64, 64), ("x", 64, 64)), 10),
-    "F1": Case("F1", "quick F1", (("t", 6, 1), ("y", 128, 128), ("x", 128, 128)), 6,
-               fmt="ome-tiff"),
+    "F1": Case(
+        "F1", "quick F1", (("t", 6, 1), ("y", 128, 128), ("x", 128, 128)), 6, fmt="ome-tiff"
+    ),
 }
 
 # Which writers run on which formats. "disk" is measured once per run, not per case.

@@ -31,8 +31,12 @@ from benchmarks.cases import FULL, QUICK, Case, writers_for
 
 def available(writer: str) -> bool:
     family, _, backend = writer.partition("/")
-    module = {"ome-writers": "ome_writers", "ome-stream": "ome_stream", "raw": backend,
-              "disk": "os"}[family]
+    module = {
+        "ome-writers": "ome_writers",
+        "ome-stream": "ome_stream",
+        "raw": backend,
+        "disk": "os",
+    }[family]
     if importlib.util.find_spec(module) is None:
         return False
     if backend == "zarr-python":
@@ -44,8 +48,14 @@ def run_one(case: Case, writer: str, out: Path, quick: bool) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.worker", case.name, writer, str(out)]
     if quick:
         command.append("--quick")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800,
-                            cwd=Path(__file__).parent.parent, check=False)
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
     if result.returncode != 0:
         return {"case": case.name, "writer": writer, "error": result.stderr.strip()[-600:]}
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -87,8 +97,10 @@ def table(rows: list[dict[str, Any]], disk: dict[str, Any] | None) -> str:
     disk_gbs = disk["gb_per_s"]["median"] if disk else None
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['case']} | {row['writer']} | failed: "
-                         f"{row['error'].splitlines()[-1][:80]} | | | | | | |")
+            lines.append(
+                f"| {row['case']} | {row['writer']} | failed: "
+                f"{row['error'].splitlines()[-1][:80]} | | | | | | |"
+            )
             continue
         g = row["gb_per_s"]
         ratio = f"{g['median'] / disk_gbs:.0%}" if disk_gbs else "-"
@@ -104,8 +116,9 @@ def table(rows: list[dict[str, Any]], disk: dict[str, Any] | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one run")
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement (3)")
     parser.add_argument("--cases", help="comma-separated case names (default: all)")
@@ -137,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_one(case, writer, out, args.quick))
     rows = summarize(results)
     disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
-    print(f"machine: {os.cpu_count()} cores; runs per measurement: {runs}; "
-          f"disk write+fsync: {disk['gb_per_s']['median']:.3f} GB/s" if disk else "")
+    print(
+        f"machine: {os.cpu_count()} cores; runs per measurement: {runs}; "
+        f"disk write+fsync: {disk['gb_per_s']['median']:.3f} GB/s"
+        if disk
+        else ""
+    )
     print(table([r for r in rows if r["writer"] != "disk"], disk))
     if args.json:
         args.json.write_text(json.dumps({"results": results, "summary": rows}, indent=2))

@@ -57,8 +57,12 @@ def cpu_seconds() -> float:
 
 def dims_kwargs(case: Case) -> list[dict[str, Any]]:
     return [
-        {"name": d[0], "count": d[1], "chunk_size": d[2],
-         **({"shard_size_chunks": d[3]} if len(d) > 3 else {})}
+        {
+            "name": d[0],
+            "count": d[1],
+            "chunk_size": d[2],
+            **({"shard_size_chunks": d[3]} if len(d) > 3 else {}),
+        }
         for d in case.dims
     ]
 
@@ -165,8 +169,9 @@ def run_raw_tifffile(case: Case, root: Path, frames: np.ndarray) -> dict[str, An
     with tifffile.TiffWriter(root, bigtiff=True, ome=False) as tif:
         for i in range(case.frames):
             before = time.perf_counter()
-            tif.write(frames[i % len(frames)], contiguous=not case.compression, metadata=None,
-                      **kwargs)
+            tif.write(
+                frames[i % len(frames)], contiguous=not case.compression, metadata=None, **kwargs
+            )
             waits.append(time.perf_counter() - before)
     return {"waits": waits, "loop_lag": None}
 
@@ -224,8 +229,9 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
         "gb_per_s": nbytes / seconds / 1e9,
         "peak_rss_mb": (rss.peak - rss.baseline) / 1e6,
         "cpu_seconds": cpu,
-        "append_ms": {q: float(np.percentile(waits, p)) for q, p in
-                      (("p50", 50), ("p99", 99), ("max", 100))},
+        "append_ms": {
+            q: float(np.percentile(waits, p)) for q, p in (("p50", 50), ("p99", 99), ("max", 100))
+        },
         "loop_lag_ms": None if result["loop_lag"] is None else result["loop_lag"] * 1e3,
     }
 

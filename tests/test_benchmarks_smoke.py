@@ -13,10 +13,25 @@ ROOT = Path(__file__).parent.parent
 def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--cases", "A,F1",
-         "--writers", "ome-stream/tensorstore,raw/tensorstore,ome-stream/tifffile",
-         "--json", str(out), "--dir", str(tmp_path / "scratch")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--cases",
+            "A,F1",
+            "--writers",
+            "ome-stream/tensorstore,raw/tensorstore,ome-stream/tifffile",
+            "--json",
+            str(out),
+            "--dir",
+            str(tmp_path / "scratch"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "| A | ome-stream/tensorstore |" in result.stdout

@@ -53,8 +53,9 @@ def test_transposed_order(tmp_path: Path, fmt: str) -> None:
     out = run("transposed_order", tmp_path, fmt)
     acquired = np.arange(24).reshape(2, 4, 3)  # t, z, c
     if fmt == "ome-zarr":
-        np.testing.assert_array_equal(frame_numbers(zarr_array(f"{out}/0")),
-                                      acquired.transpose(0, 2, 1))  # stored t, c, z
+        np.testing.assert_array_equal(
+            frame_numbers(zarr_array(f"{out}/0")), acquired.transpose(0, 2, 1)
+        )  # stored t, c, z
     else:
         data, ome = tiff_array(out)
         assert ome.images[0].pixels.dimension_order.value == "XYCZT"
@@ -104,19 +105,30 @@ def test_event_driven(tmp_path: Path, fmt: str) -> None:
     if fmt == "ome-zarr":
         np.testing.assert_array_equal(frame_numbers(zarr_array(f"{out}/0")), np.arange(5))
         records = zarr.open_group(out, mode="r").attrs["ome_stream"]["frame_metadata"]
-        assert [r["position"] for r in records] == ["cell-1", "cell-1", "cell-7", "cell-1",
-                                                    "cell-3"]
+        assert [r["position"] for r in records] == [
+            "cell-1",
+            "cell-1",
+            "cell-7",
+            "cell-1",
+            "cell-3",
+        ]
     else:
         data, ome = tiff_array(out)
         np.testing.assert_array_equal(frame_numbers(data), np.arange(5))
         planes = ome.images[0].pixels.planes
         assert [p.delta_t for p in planes] == [0.0, 0.4, 1.1, 2.0, 2.6]
-        notes = {a.id: {m.k: m.value for m in a.value.ms}
-                 for a in ome.structured_annotations.map_annotations}
+        notes = {
+            a.id: {m.k: m.value for m in a.value.ms}
+            for a in ome.structured_annotations.map_annotations
+        }
         assert notes[planes[2].annotation_refs[0].id]["position"] == "cell-7"
 
 
 def test_an_example_runs_as_a_program(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(EXAMPLES / "single_5d_image.py"),
-                             str(tmp_path)], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "single_5d_image.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip().endswith("single_5d.ome.zarr")

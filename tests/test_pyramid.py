@@ -39,9 +39,7 @@ def downsample(data: np.ndarray, axes: dict[int, int], method: str) -> np.ndarra
     reduce_axes = tuple(range(1, 2 * data.ndim, 2))
     if method == "max":
         return values.reshape(shape).max(axis=reduce_axes).astype(data.dtype)
-    mean = values.reshape(shape).sum(axis=reduce_axes) / counts.reshape(shape).sum(
-        axis=reduce_axes
-    )
+    mean = values.reshape(shape).sum(axis=reduce_axes) / counts.reshape(shape).sum(axis=reduce_axes)
     return np.rint(mean).astype(data.dtype)
 
 
@@ -77,9 +75,7 @@ async def test_5d_acquisition_with_three_levels(
             await stream.append(frame)
     root = tmp_path / "pyr.ome.zarr"
     level0 = read(root / "0")
-    np.testing.assert_array_equal(
-        level0, frames.reshape(2, 5, 2, 30, 45).transpose(0, 2, 1, 3, 4)
-    )
+    np.testing.assert_array_equal(level0, frames.reshape(2, 5, 2, 30, 45).transpose(0, 2, 1, 3, 4))
     for level in (1, 2):
         f = 1 << level
         axes = {3: f, 4: f, **({2: f} if downsample_z else {})}
@@ -91,8 +87,9 @@ async def test_5d_acquisition_with_three_levels(
     datasets = image.ome_attributes.multiscales[0].datasets
     assert [d.path for d in datasets] == ["0", "1", "2"]
     attrs = json.loads((root / "zarr.json").read_text())["attributes"]["ome"]
-    scales = [d["coordinateTransformations"][0]["scale"]
-              for d in attrs["multiscales"][0]["datasets"]]
+    scales = [
+        d["coordinateTransformations"][0]["scale"] for d in attrs["multiscales"][0]["datasets"]
+    ]
     zf = [1, 2, 4] if downsample_z else [1, 1, 1]
     assert scales == [[1.0, 1.0, 0.5 * zf[i], 0.2 * 2**i, 0.2 * 2**i] for i in range(3)]
 
@@ -126,23 +123,35 @@ async def test_unbounded_pyramid_with_skips_stays_consistent(tmp_path: Path, bac
     expected0[:8] = frames
     expected0[4] = 0
     np.testing.assert_array_equal(level0, expected0.reshape(3, 3, 17, 12))
-    levels = len(json.loads((root / "zarr.json").read_text())["attributes"]["ome"][
-        "multiscales"][0]["datasets"])
+    levels = len(
+        json.loads((root / "zarr.json").read_text())["attributes"]["ome"]["multiscales"][0][
+            "datasets"
+        ]
+    )
     assert levels == 3  # 17 -> 9 -> 5
     for level in range(1, levels):
         f = 1 << level
-        np.testing.assert_array_equal(read(root / str(level)),
-                                      downsample(level0, {1: f, 2: f, 3: f}, "mean"))
+        np.testing.assert_array_equal(
+            read(root / str(level)), downsample(level0, {1: f, 2: f, 3: f}, "mean")
+        )
 
 
 def test_pyramid_settings_are_checked() -> None:
-    dims = [Dimension(name="t", count=2), Dimension(name="y", count=8),
-            Dimension(name="x", count=8)]
+    dims = [
+        Dimension(name="t", count=2),
+        Dimension(name="y", count=8),
+        Dimension(name="x", count=8),
+    ]
     with pytest.raises(ValidationError, match="cannot write multiscale levels"):
-        AcquisitionSettings(root_path="a.ome.tiff", dtype="uint8", dimensions=dims,
-                            pyramid=Pyramid(levels=2))
+        AcquisitionSettings(
+            root_path="a.ome.tiff", dtype="uint8", dimensions=dims, pyramid=Pyramid(levels=2)
+        )
     with pytest.raises(ValidationError, match="downsample_z needs a non-frame dimension"):
-        AcquisitionSettings(root_path="a.ome.zarr", dtype="uint8", dimensions=dims,
-                            pyramid=Pyramid(levels=2, downsample_z=True))
+        AcquisitionSettings(
+            root_path="a.ome.zarr",
+            dtype="uint8",
+            dimensions=dims,
+            pyramid=Pyramid(levels=2, downsample_z=True),
+        )
     with pytest.raises(ValidationError, match="method"):
         Pyramid(method="median")  # type: ignore[arg-type]

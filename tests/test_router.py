@@ -42,8 +42,7 @@ def acquisitions(draw: st.DrawFn) -> tuple[AcquisitionSettings, list[int | None]
         order = perm
     fmt = draw(st.sampled_from(["a.ome.zarr", "a.ome.tiff"]))
     try:
-        s = AcquisitionSettings(root_path=fmt, dimensions=dims, dtype="uint8",
-                                storage_order=order)  # type: ignore[arg-type]
+        s = AcquisitionSettings(root_path=fmt, dimensions=dims, dtype="uint8", storage_order=order)  # type: ignore[arg-type]
     except ValueError:
         # 'ome' may move an unbounded axis away from the front; such settings are rejected
         return draw(acquisitions())
@@ -76,15 +75,20 @@ def test_every_frame_has_exactly_one_slot(case: tuple[AcquisitionSettings, list[
 
 def test_route_follows_acquisition_then_permutes() -> None:
     s = AcquisitionSettings(
-        root_path="a.ome.zarr", dtype="uint8",
-        dimensions=[Dimension(name="t", count=2), PositionDimension(positions=["a", "b"]),
-                    Dimension(name="z", count=3), Dimension(name="c", count=2),
-                    Dimension(name="y", count=2), Dimension(name="x", count=2)],
+        root_path="a.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="t", count=2),
+            PositionDimension(positions=["a", "b"]),
+            Dimension(name="z", count=3),
+            Dimension(name="c", count=2),
+            Dimension(name="y", count=2),
+            Dimension(name="x", count=2),
+        ],
     )
     router = FrameRouter(s)
     expected = [
-        (p, (t, c, z))
-        for t, p, z, c in itertools.product(range(2), range(2), range(3), range(2))
+        (p, (t, c, z)) for t, p, z, c in itertools.product(range(2), range(2), range(3), range(2))
     ]
     assert [router.route(i) for i in range(24)] == expected
     with pytest.raises(IndexError, match="frame 24 is outside the acquisition of 24 frames"):
@@ -93,9 +97,14 @@ def test_route_follows_acquisition_then_permutes() -> None:
 
 def test_unbounded_keeps_counting() -> None:
     s = AcquisitionSettings(
-        root_path="a.ome.zarr", dtype="uint8",
-        dimensions=[Dimension(name="t", count=None), Dimension(name="c", count=3),
-                    Dimension(name="y", count=2), Dimension(name="x", count=2)],
+        root_path="a.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="t", count=None),
+            Dimension(name="c", count=3),
+            Dimension(name="y", count=2),
+            Dimension(name="x", count=2),
+        ],
     )
     router = FrameRouter(s)
     assert router.route(10_000) == (0, (3333, 1))

@@ -75,8 +75,13 @@ def test_dims_from_standard_axes_positions_and_errors() -> None:
         ("output", "ome-tiff", "ome-tiff", "tifffile", "output.ome.tiff"),
         ("output.ome.zarr", None, "ome-zarr", "tensorstore", "output.ome.zarr"),
         ("output", "ome-zarr", "ome-zarr", "tensorstore", "output.ome.zarr"),
-        ("output", {"name": "ome-zarr", "backend": "acquire-zarr"}, "ome-zarr", "acquire-zarr",
-         "output.ome.zarr"),
+        (
+            "output",
+            {"name": "ome-zarr", "backend": "acquire-zarr"},
+            "ome-zarr",
+            "acquire-zarr",
+            "output.ome.zarr",
+        ),
         ("output", "acquire-zarr", "ome-zarr", "acquire-zarr", "output.ome.zarr"),
         ("output", "zarr-python", "ome-zarr", "zarr-python", "output.ome.zarr"),
         ("output", "tifffile", "ome-tiff", "tifffile", "output.ome.tiff"),
@@ -122,8 +127,10 @@ def test_format_conflicts_and_unknown_names() -> None:
         AcquisitionSettings(root_path="a", format="hdf5", dimensions=dims, dtype="u1")
     with pytest.raises(ValidationError, match="writes 'ome-tiff', not 'ome-zarr'"):
         AcquisitionSettings(
-            root_path="a", format={"name": "ome-zarr", "backend": "tifffile"},
-            dimensions=dims, dtype="u1",
+            root_path="a",
+            format={"name": "ome-zarr", "backend": "tifffile"},
+            dimensions=dims,
+            dtype="u1",
         )
 
 
@@ -187,15 +194,20 @@ def test_plate_example() -> None:
     assert settings.output_path == "example_5d_plate.ome.zarr"
     with pytest.raises(ValidationError, match="needs plate_row and plate_column"):
         settings.model_validate(
-            {**settings.model_dump(), "dimensions": [PositionDimension(positions=["a"]),
-                                                     *settings.dimensions[-2:]]}
+            {
+                **settings.model_dump(),
+                "dimensions": [PositionDimension(positions=["a"]), *settings.dimensions[-2:]],
+            }
         )
     with pytest.raises(ValidationError, match="plate_row 'Z', not one of"):
         AcquisitionSettings(
-            root_path="p.ome.zarr", dtype="uint8", plate=Plate(row_names=["A"], column_names=["1"]),
-            dimensions=[PositionDimension(positions=[Position(name="f", plate_row="Z",
-                                                              plate_column="1")]),
-                        *dims_from_standard_axes({"y": 4, "x": 4})],
+            root_path="p.ome.zarr",
+            dtype="uint8",
+            plate=Plate(row_names=["A"], column_names=["1"]),
+            dimensions=[
+                PositionDimension(positions=[Position(name="f", plate_row="Z", plate_column="1")]),
+                *dims_from_standard_axes({"y": 4, "x": 4}),
+            ],
         )
 
 
@@ -212,46 +224,66 @@ def test_unbounded_only_first() -> None:
     )
     with pytest.raises(ValidationError, match="only the first dimension may be unbounded"):
         AcquisitionSettings(
-            root_path="u.ome.zarr", dtype="uint16",
-            dimensions=[Dimension(name="t", count=3), Dimension(name="z", count=None),
-                        *dims_from_standard_axes({"y": 4, "x": 4})],
+            root_path="u.ome.zarr",
+            dtype="uint16",
+            dimensions=[
+                Dimension(name="t", count=3),
+                Dimension(name="z", count=None),
+                *dims_from_standard_axes({"y": 4, "x": 4}),
+            ],
         )
 
 
 def test_compression_is_checked_against_the_backend() -> None:
     dims = dims_from_standard_axes({"t": 2, "y": 8, "x": 8})
-    ok = AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u2",
-                             compression="blosc-zstd")
+    ok = AcquisitionSettings(
+        root_path="a.ome.zarr", dimensions=dims, dtype="u2", compression="blosc-zstd"
+    )
     assert ok.compression == "blosc-zstd"
-    with pytest.raises(ValidationError, match="compression 'lzw' is not supported by the "
-                                              "'tensorstore' backend"):
+    with pytest.raises(
+        ValidationError, match="compression 'lzw' is not supported by the 'tensorstore' backend"
+    ):
         AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u2", compression="lzw")
-    with pytest.raises(ValidationError, match="compression 'blosc-lz4' is not supported by the "
-                                              "'tifffile' backend"):
-        AcquisitionSettings(root_path="a.ome.tif", dimensions=dims, dtype="u2",
-                            compression="blosc-lz4")
+    with pytest.raises(
+        ValidationError, match="compression 'blosc-lz4' is not supported by the 'tifffile' backend"
+    ):
+        AcquisitionSettings(
+            root_path="a.ome.tif", dimensions=dims, dtype="u2", compression="blosc-lz4"
+        )
 
 
 def test_storage_order_rules() -> None:
-    dims = [Dimension(name="t", count=2), Dimension(name="z", count=3),
-            Dimension(name="c", count=2), *dims_from_standard_axes({"y": 4, "x": 4})]
-    s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
-                            storage_order="acquisition")
+    dims = [
+        Dimension(name="t", count=2),
+        Dimension(name="z", count=3),
+        Dimension(name="c", count=2),
+        *dims_from_standard_axes({"y": 4, "x": 4}),
+    ]
+    s = AcquisitionSettings(
+        root_path="a.ome.zarr", dimensions=dims, dtype="u1", storage_order="acquisition"
+    )
     assert [d.name for d in s.storage_index_dimensions] == ["t", "z", "c"]
-    s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
-                            storage_order=["c", "t", "z", "y", "x"])
+    s = AcquisitionSettings(
+        root_path="a.ome.zarr", dimensions=dims, dtype="u1", storage_order=["c", "t", "z", "y", "x"]
+    )
     assert [d.name for d in s.storage_index_dimensions] == ["c", "t", "z"]
     assert s.storage_permutation == (2, 0, 1)
     with pytest.raises(ValidationError, match="must name each non-frame dimension"):
-        AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
-                            storage_order=["c", "t"])
+        AcquisitionSettings(
+            root_path="a.ome.zarr", dimensions=dims, dtype="u1", storage_order=["c", "t"]
+        )
     with pytest.raises(ValidationError, match="frame dimensions .* must stay last"):
-        AcquisitionSettings(root_path="a.ome.zarr", dimensions=dims, dtype="u1",
-                            storage_order=["c", "t", "z", "x", "y"])
+        AcquisitionSettings(
+            root_path="a.ome.zarr",
+            dimensions=dims,
+            dtype="u1",
+            storage_order=["c", "t", "z", "x", "y"],
+        )
 
 
-@pytest.mark.parametrize("bad", ["a/b", "a\\b", "..", ".", "", "  ", "tab\there", "nul\x00",
-                                 "q?", "c:"])
+@pytest.mark.parametrize(
+    "bad", ["a/b", "a\\b", "..", ".", "", "  ", "tab\there", "nul\x00", "q?", "c:"]
+)
 def test_unsafe_names_are_rejected(bad: str) -> None:
     with pytest.raises(ValidationError, match="name"):
         Position(name=bad)
@@ -263,25 +295,38 @@ def test_duplicate_names_are_rejected() -> None:
     with pytest.raises(ValidationError, match="Duplicate position name 'a'"):
         PositionDimension(positions=["a", "b", "a"])
     # the same field name in two different wells is fine
-    PositionDimension(positions=[Position(name="f", plate_row="A", plate_column="1"),
-                                 Position(name="f", plate_row="A", plate_column="2")])
+    PositionDimension(
+        positions=[
+            Position(name="f", plate_row="A", plate_column="1"),
+            Position(name="f", plate_row="A", plate_column="2"),
+        ]
+    )
     with pytest.raises(ValidationError, match="names must be unique, duplicated: \\['y'\\]"):
-        AcquisitionSettings(root_path="a.ome.zarr", dtype="u1",
-                            dimensions=[Dimension(name="y", count=2),
-                                        *dims_from_standard_axes({"y": 4, "x": 4})])
+        AcquisitionSettings(
+            root_path="a.ome.zarr",
+            dtype="u1",
+            dimensions=[Dimension(name="y", count=2), *dims_from_standard_axes({"y": 4, "x": 4})],
+        )
 
 
 def test_errors_name_the_field_and_value() -> None:
     with pytest.raises(ValidationError, match="dtype 'complex64' is not a supported pixel type"):
-        AcquisitionSettings(root_path="a.ome.zarr", dtype="complex64",
-                            dimensions=dims_from_standard_axes({"y": 4, "x": 4}))
+        AcquisitionSettings(
+            root_path="a.ome.zarr",
+            dtype="complex64",
+            dimensions=dims_from_standard_axes({"y": 4, "x": 4}),
+        )
     with pytest.raises(ValidationError, match="unit 'kg' is not a unit of length"):
         Dimension(name="z", count=3, type="space", unit="kg")
     with pytest.raises(ValidationError, match="3 coords given for count=2"):
         Dimension(name="c", count=2, coords=["a", "b", "c"])
     with pytest.raises(ValidationError, match="at most 5 dimensions per image"):
-        AcquisitionSettings(root_path="a.ome.zarr", dtype="u1", dimensions=[
-            Dimension(name=n, count=2) for n in "abcd"] + dims_from_standard_axes({"y": 4, "x": 4}))
+        AcquisitionSettings(
+            root_path="a.ome.zarr",
+            dtype="u1",
+            dimensions=[Dimension(name=n, count=2) for n in "abcd"]
+            + dims_from_standard_axes({"y": 4, "x": 4}),
+        )
 
 
 def test_channels_and_json_round_trip() -> None:
@@ -289,8 +334,12 @@ def test_channels_and_json_round_trip() -> None:
         root_path="c.ome.zarr",
         dtype="uint16",
         dimensions=[
-            Dimension(name="c", count=2, type="channel",
-                      coords=[Channel(name="DAPI", color="#0000ff"), "GFP"]),
+            Dimension(
+                name="c",
+                count=2,
+                type="channel",
+                coords=[Channel(name="DAPI", color="#0000ff"), "GFP"],
+            ),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
     )

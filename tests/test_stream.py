@@ -47,10 +47,13 @@ def expected_storage(frames: np.ndarray, acq_shape: tuple[int, ...], perm: tuple
 def five_d(root: Path, order: str = "tczyx", **kwargs) -> AcquisitionSettings:
     counts = {"t": 2, "c": 3, "z": 4}
     dims = [Dimension(name=n, count=counts[n], chunk_size=2 if n == "z" else 1) for n in order[:3]]
-    dims += [Dimension(name="y", count=32, chunk_size=16, unit="um", scale=0.1),
-             Dimension(name="x", count=48, chunk_size=16, unit="um", scale=0.1)]
-    return AcquisitionSettings(root_path=root / "five.ome.zarr", dimensions=dims,
-                               dtype="uint16", **kwargs)
+    dims += [
+        Dimension(name="y", count=32, chunk_size=16, unit="um", scale=0.1),
+        Dimension(name="x", count=48, chunk_size=16, unit="um", scale=0.1),
+    ]
+    return AcquisitionSettings(
+        root_path=root / "five.ome.zarr", dimensions=dims, dtype="uint16", **kwargs
+    )
 
 
 # ---------------------------------------------------------------- round trips
@@ -76,8 +79,13 @@ async def test_single_5d_async(tmp_path: Path, order: str) -> None:
     multiscale = attrs["ome"]["multiscales"][0]
     assert attrs["ome"]["version"] == "0.5"
     assert [a["name"] for a in multiscale["axes"]] == ["t", "c", "z", "y", "x"]
-    assert [a.get("type") for a in multiscale["axes"]] == ["time", "channel", "space",
-                                                           "space", "space"]
+    assert [a.get("type") for a in multiscale["axes"]] == [
+        "time",
+        "channel",
+        "space",
+        "space",
+        "space",
+    ]
     scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale == [1.0, 1.0, 1.0, 0.1, 0.1]
 
@@ -147,12 +155,15 @@ async def test_multiple_positions(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_shards_are_written_whole(tmp_path: Path) -> None:
-    dims = [Dimension(name="t", count=5, chunk_size=1, shard_size_chunks=2),
-            Dimension(name="z", count=3, chunk_size=1, shard_size_chunks=3),
-            Dimension(name="y", count=16, chunk_size=8, shard_size_chunks=2),
-            Dimension(name="x", count=16, chunk_size=8, shard_size_chunks=2)]
-    settings = AcquisitionSettings(root_path=tmp_path / "s.ome.zarr", dimensions=dims,
-                                   dtype="uint8", compression="blosc-zstd")
+    dims = [
+        Dimension(name="t", count=5, chunk_size=1, shard_size_chunks=2),
+        Dimension(name="z", count=3, chunk_size=1, shard_size_chunks=3),
+        Dimension(name="y", count=16, chunk_size=8, shard_size_chunks=2),
+        Dimension(name="x", count=16, chunk_size=8, shard_size_chunks=2),
+    ]
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "s.ome.zarr", dimensions=dims, dtype="uint8", compression="blosc-zstd"
+    )
     frames = make_frames(15, (16, 16), dtype="uint8")
     async with open_stream(settings) as stream:
         for frame in frames:
@@ -161,17 +172,21 @@ async def test_shards_are_written_whole(tmp_path: Path) -> None:
     assert array.shards == (2, 3, 16, 16)
     assert array.chunks == (1, 1, 8, 8)
     np.testing.assert_array_equal(array[...], frames.reshape(5, 3, 16, 16))
-    np.testing.assert_array_equal(read_ts(tmp_path / "s.ome.zarr" / "0"),
-                                  frames.reshape(5, 3, 16, 16))
+    np.testing.assert_array_equal(
+        read_ts(tmp_path / "s.ome.zarr" / "0"), frames.reshape(5, 3, 16, 16)
+    )
 
 
 @pytest.mark.anyio
 async def test_unbounded_is_trimmed_to_what_was_written(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "u.ome.zarr", dtype="uint16",
-        dimensions=[Dimension(name="t", count=None, chunk_size=1, type="time"),
-                    Dimension(name="c", count=2, chunk_size=1),
-                    *dims_from_standard_axes({"y": 16, "x": 16})],
+        root_path=tmp_path / "u.ome.zarr",
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, type="time"),
+            Dimension(name="c", count=2, chunk_size=1),
+            *dims_from_standard_axes({"y": 16, "x": 16}),
+        ],
     )
     frames = make_frames(7, (16, 16))  # 3 full time points and half of a fourth
     async with open_stream(settings) as stream:
@@ -186,8 +201,11 @@ async def test_unbounded_is_trimmed_to_what_was_written(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- producer API
 @pytest.mark.anyio
 async def test_bad_frames_are_rejected_and_the_stream_stays_usable(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "v.ome.zarr", dtype="uint16",
-                                   dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "v.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
+    )
     frames = make_frames(3, (8, 8))
     async with open_stream(settings) as stream:
         with pytest.raises(ValueError, match=r"frame shape \(8, 9\) does not match .*\(8, 8\)"):
@@ -208,8 +226,11 @@ async def test_bad_frames_are_rejected_and_the_stream_stays_usable(tmp_path: Pat
 
 @pytest.mark.anyio
 async def test_copy_false_skip_and_flush(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "k.ome.zarr", dtype="uint16",
-                                   dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "k.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}),
+    )
     frames = make_frames(4, (8, 8))
     async with open_stream(settings) as stream:
         await stream.append(frames[0].copy(), copy=False)
@@ -230,8 +251,11 @@ async def test_copy_false_skip_and_flush(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "m.ome.zarr", dtype="uint8",
-                                   dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "m.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+    )
     async with open_stream(settings) as stream:
         await stream.append(np.ones((4, 4), "uint8"), metadata={"delta_t": 0.5, "note": "a"})
         await stream.append(np.ones((4, 4), "uint8"), frame_metadata={"delta_t": 1.5})
@@ -247,8 +271,11 @@ async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_overwrite_rules(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "o.ome.zarr", dtype="uint8",
-                                   dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "o.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}),
+    )
     async with open_stream(settings) as stream:
         await stream.append(np.full((4, 4), 7, "uint8"))
     with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
@@ -261,8 +288,12 @@ async def test_overwrite_rules(tmp_path: Path) -> None:
     precious = tmp_path / "notes.ome.zarr"  # a directory that is not a dataset
     precious.mkdir()
     (precious / "thesis.txt").write_text("irreplaceable")
-    other = AcquisitionSettings(root_path=precious, overwrite=True, dtype="uint8",
-                                dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}))
+    other = AcquisitionSettings(
+        root_path=precious,
+        overwrite=True,
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}),
+    )
     with pytest.raises(FileExistsError, match="refusing to delete it"):
         async with open_stream(other):
             pass
@@ -274,9 +305,18 @@ async def test_overwrite_rules(tmp_path: Path) -> None:
 def slow_backend(monkeypatch: pytest.MonkeyPatch):
     import slow_backend as module
 
-    monkeypatch.setitem(BACKENDS, "slow-tensorstore", BackendInfo(
-        name="slow-tensorstore", format="ome-zarr", module="slow_backend",
-        requires=("tensorstore",), extra=None, compressions=("none",)))
+    monkeypatch.setitem(
+        BACKENDS,
+        "slow-tensorstore",
+        BackendInfo(
+            name="slow-tensorstore",
+            format="ome-zarr",
+            module="slow_backend",
+            requires=("tensorstore",),
+            extra=None,
+            compressions=("none",),
+        ),
+    )
     module.SlowTensorStoreBackend.observations = []
     return module.SlowTensorStoreBackend
 
@@ -285,7 +325,9 @@ def slow_backend(monkeypatch: pytest.MonkeyPatch):
 async def test_slow_storage_makes_append_wait_within_the_budget(tmp_path: Path, slow_backend):
     frame_bytes = 64 * 64 * 2
     settings = AcquisitionSettings(
-        root_path=tmp_path / "slow.ome.zarr", format="slow-tensorstore", dtype="uint16",
+        root_path=tmp_path / "slow.ome.zarr",
+        format="slow-tensorstore",
+        dtype="uint16",
         dimensions=dims_from_standard_axes({"t": 40, "y": 64, "x": 64}),
     )
     frames = make_frames(40, (64, 64))
@@ -310,8 +352,11 @@ async def test_slow_storage_makes_append_wait_within_the_budget(tmp_path: Path, 
 
 @pytest.mark.anyio
 async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "f.ome.zarr", dtype="uint8",
-                                   dimensions=dims_from_standard_axes({"t": 6, "y": 4, "x": 4}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "f.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 6, "y": 4, "x": 4}),
+    )
     frames = make_frames(6, (4, 4), dtype="uint8")
     with pytest.raises(WriterError, match="failed") as info:  # noqa: PT012
         async with open_stream(settings) as stream:
@@ -331,8 +376,11 @@ async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_cancelled_producer_loses_nothing_it_appended(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "c.ome.zarr", dtype="uint16",
-                                   dimensions=dims_from_standard_axes({"t": 50, "y": 32, "x": 32}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "c.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 50, "y": 32, "x": 32}),
+    )
     frames = make_frames(50, (32, 32))
     appended = 0
     with anyio.move_on_after(0.05):
@@ -351,8 +399,11 @@ def test_sync_facade_from_a_thread_and_inside_a_running_loop(tmp_path: Path) -> 
     frames = make_frames(3, (8, 8))
 
     def acquire(name: str) -> None:
-        settings = AcquisitionSettings(root_path=tmp_path / name, dtype="uint16",
-                                       dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}))
+        settings = AcquisitionSettings(
+            root_path=tmp_path / name,
+            dtype="uint16",
+            dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
+        )
         with create_stream(settings) as stream:
             for frame in frames:
                 stream.append(frame)

@@ -57,21 +57,35 @@ async def test_single_5d_any_tcz_order_is_stored_as_acquired(tmp_path: Path, ord
     counts = {"t": 2, "c": 3, "z": 4}
     dims = [
         Dimension(name="t", count=2, type="time", unit="s", scale=1.5),
-        Dimension(name="c", count=3, type="channel",
-                  coords=[Channel(name="DAPI", color="0000FF"), "GFP", "mCherry"]),
+        Dimension(
+            name="c",
+            count=3,
+            type="channel",
+            coords=[Channel(name="DAPI", color="0000FF"), "GFP", "mCherry"],
+        ),
         Dimension(name="z", count=4, type="space", unit="um", scale=0.5),
     ]
     by_name = {d.name: d for d in dims}
     settings = AcquisitionSettings(
         root_path=tmp_path / "five.ome.tiff",
         dimensions=[by_name[n] for n in order[:3]]
-        + [Dimension(name="y", count=32, unit="um", scale=0.1),
-           Dimension(name="x", count=24, unit="um", scale=0.1)],
+        + [
+            Dimension(name="y", count=32, unit="um", scale=0.1),
+            Dimension(name="x", count=24, unit="um", scale=0.1),
+        ],
         dtype="uint16",
     )
     frames = make_frames(24, (32, 24))
-    await acquire(settings, frames, lambda i: {"delta_t": i * 0.25, "exposure_time": 5.0,
-                                               "position_x": 10.0 + i, "laser": "488"})
+    await acquire(
+        settings,
+        frames,
+        lambda i: {
+            "delta_t": i * 0.25,
+            "exposure_time": 5.0,
+            "position_x": 10.0 + i,
+            "laser": "488",
+        },
+    )
     data, ome = read_tiff(tmp_path / "five.ome.tiff")
     shape = tuple(counts[n] for n in order[:3])
     np.testing.assert_array_equal(data.reshape(*shape, 32, 24), frames.reshape(*shape, 32, 24))
@@ -90,14 +104,19 @@ async def test_single_5d_any_tcz_order_is_stored_as_acquired(tmp_path: Path, ord
         assert (plane.the_t, plane.the_c, plane.the_z) == (at["t"], at["c"], at["z"])
         assert plane.delta_t == page * 0.25 and plane.exposure_time == 5.0
         assert plane.position_x == 10.0 + page
-        annotation = next(a for a in ome.structured_annotations.map_annotations
-                          if a.id == plane.annotation_refs[0].id)
+        annotation = next(
+            a
+            for a in ome.structured_annotations.map_annotations
+            if a.id == plane.annotation_refs[0].id
+        )
         assert {m.k: m.value for m in annotation.value.ms} == {"frame": str(page), "laser": "488"}
 
 
 def test_format_key_without_suffix_and_sync_api(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "output", format="ome-tiff", dtype="uint8",
+        root_path=tmp_path / "output",
+        format="ome-tiff",
+        dtype="uint8",
         dimensions=dims_from_standard_axes({"t": 3, "y": 16, "x": 16}),
     )
     assert settings.output_path == str(tmp_path / "output.ome.tiff")
@@ -133,13 +152,17 @@ async def test_multiple_positions_one_file_each(tmp_path: Path) -> None:
 
 
 def test_plate_metadata(tmp_path: Path) -> None:
-    positions = [Position(name="fov0", plate_row="A", plate_column="1"),
-                 Position(name="fov0", plate_row="C", plate_column="4"),
-                 Position(name="fov1", plate_row="C", plate_column="4")]
+    positions = [
+        Position(name="fov0", plate_row="A", plate_column="1"),
+        Position(name="fov0", plate_row="C", plate_column="4"),
+        Position(name="fov1", plate_row="C", plate_column="4"),
+    ]
     settings = AcquisitionSettings(
         root_path=tmp_path / "plate.ome.tiff",
-        dimensions=[PositionDimension(positions=positions),
-                    *dims_from_standard_axes({"c": 2, "y": 8, "x": 8})],
+        dimensions=[
+            PositionDimension(positions=positions),
+            *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
+        ],
         dtype="uint16",
         plate=Plate(name="Example Plate", row_names=list("ABCD"), column_names=list("12345678")),
     )
@@ -151,17 +174,22 @@ def test_plate_metadata(tmp_path: Path) -> None:
         plate = ome.plates[0]
         assert plate.name == "Example Plate" and (plate.rows, plate.columns) == (4, 8)
         well = plate.wells[0]
-        assert (well.row, well.column) == ("ABCD".index(position.plate_row),
-                                           "12345678".index(position.plate_column))
+        assert (well.row, well.column) == (
+            "ABCD".index(position.plate_row),
+            "12345678".index(position.plate_column),
+        )
         assert well.well_samples[0].image_ref.id == ome.images[0].id
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("compression", "tag"),
-                         [("zlib", "ADOBE_DEFLATE"), ("zstd", "ZSTD"), ("lzw", "LZW")])
+@pytest.mark.parametrize(
+    ("compression", "tag"), [("zlib", "ADOBE_DEFLATE"), ("zstd", "ZSTD"), ("lzw", "LZW")]
+)
 async def test_compression(tmp_path: Path, compression: str, tag: str) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "c.ome.tiff", compression=compression, dtype="uint16",
+        root_path=tmp_path / "c.ome.tiff",
+        compression=compression,
+        dtype="uint16",
         dimensions=dims_from_standard_axes({"t": 3, "y": 512, "x": 300}),
     )
     frames = make_frames(3, (512, 300))
@@ -177,10 +205,13 @@ async def test_compression(tmp_path: Path, compression: str, tag: str) -> None:
 @pytest.mark.anyio
 async def test_unbounded_skips_and_explicit_storage_order(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "u.ome.tiff", dtype="uint16",
-        dimensions=[Dimension(name="t", count=None, type="time"),
-                    Dimension(name="c", count=2, type="channel"),
-                    *dims_from_standard_axes({"y": 8, "x": 8})],
+        root_path=tmp_path / "u.ome.tiff",
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, type="time"),
+            Dimension(name="c", count=2, type="channel"),
+            *dims_from_standard_axes({"y": 8, "x": 8}),
+        ],
     )
     frames = make_frames(5, (8, 8))
     async with open_stream(settings) as stream:
@@ -195,21 +226,27 @@ async def test_unbounded_skips_and_explicit_storage_order(tmp_path: Path) -> Non
     assert ome.images[0].pixels.size_t == 3
 
     reordered = AcquisitionSettings(
-        root_path=tmp_path / "r.ome.tiff", dtype="uint16", storage_order=["c", "t", "z"],
+        root_path=tmp_path / "r.ome.tiff",
+        dtype="uint16",
+        storage_order=["c", "t", "z"],
         dimensions=dims_from_standard_axes({"t": 2, "z": 3, "c": 2, "y": 8, "x": 8}),
     )
     frames = make_frames(12, (8, 8))
     await acquire(reordered, frames)
     data, ome = read_tiff(tmp_path / "r.ome.tiff")
     assert ome.images[0].pixels.dimension_order.value == "XYZTC"
-    np.testing.assert_array_equal(data.reshape(2, 2, 3, 8, 8),
-                                  frames.reshape(2, 3, 2, 8, 8).transpose(2, 0, 1, 3, 4))
+    np.testing.assert_array_equal(
+        data.reshape(2, 2, 3, 8, 8), frames.reshape(2, 3, 2, 8, 8).transpose(2, 0, 1, 3, 4)
+    )
 
 
 @pytest.mark.anyio
 async def test_view_reads_pages_back_and_global_metadata(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(root_path=tmp_path / "v.ome.tiff", dtype="uint8",
-                                   dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}))
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "v.ome.tiff",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}),
+    )
     frames = make_frames(4, (8, 8), dtype="uint8")
     async with open_stream(settings) as stream:
         await stream.set_global_metadata("microscope", {"objective": "20x"})
@@ -220,15 +257,20 @@ async def test_view_reads_pages_back_and_global_metadata(tmp_path: Path) -> None
         np.testing.assert_array_equal(await view.read(slice(0, 3)), frames[:3])
         await stream.append(frames[3])
     _, ome = read_tiff(tmp_path / "v.ome.tiff")
-    annotation = next(a for a in ome.structured_annotations.map_annotations
-                      if a.namespace == "microscope")
+    annotation = next(
+        a for a in ome.structured_annotations.map_annotations if a.namespace == "microscope"
+    )
     assert {m.k: m.value for m in annotation.value.ms} == {"objective": "20x"}
 
 
 def test_settings_the_tiff_backend_cannot_honour() -> None:
     with pytest.raises(ValidationError, match="compression 'blosc-zstd' is not supported"):
-        AcquisitionSettings(root_path="a.ome.tiff", dtype="uint8", compression="blosc-zstd",
-                            dimensions=dims_from_standard_axes({"y": 8, "x": 8}))
+        AcquisitionSettings(
+            root_path="a.ome.tiff",
+            dtype="uint8",
+            compression="blosc-zstd",
+            dimensions=dims_from_standard_axes({"y": 8, "x": 8}),
+        )
 
 
 CRASH_SCRIPT = textwrap.dedent("""
@@ -248,8 +290,9 @@ CRASH_SCRIPT = textwrap.dedent("""
 
 def test_killed_writer_leaves_every_finished_page_readable(tmp_path: Path) -> None:
     target = tmp_path / "crash.ome.tiff"
-    with subprocess.Popen([sys.executable, "-c", CRASH_SCRIPT, str(target)],
-                          stdout=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        [sys.executable, "-c", CRASH_SCRIPT, str(target)], stdout=subprocess.PIPE, text=True
+    ) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "flushed"
         time.sleep(0.2)

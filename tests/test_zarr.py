@@ -62,13 +62,27 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.mark.parametrize("use_sync", [False, True], ids=["async", "sync"])
 async def test_single_5d_image(tmp_path: Path, backend: str, use_sync: bool) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "img.ome.zarr", format=backend, dtype="uint16",
+        root_path=tmp_path / "img.ome.zarr",
+        format=backend,
+        dtype="uint16",
         dimensions=[
             Dimension(name="t", count=2, chunk_size=1, type="time", unit="ms", scale=100),
-            Dimension(name="z", count=4, chunk_size=2, type="space", unit="um", scale=0.5,
-                      translation=10.0),
-            Dimension(name="c", count=2, chunk_size=1, type="channel",
-                      coords=[Channel(name="DAPI", color="0000FF"), Channel(name="GFP")]),
+            Dimension(
+                name="z",
+                count=4,
+                chunk_size=2,
+                type="space",
+                unit="um",
+                scale=0.5,
+                translation=10.0,
+            ),
+            Dimension(
+                name="c",
+                count=2,
+                chunk_size=1,
+                type="channel",
+                coords=[Channel(name="DAPI", color="0000FF"), Channel(name="GFP")],
+            ),
             Dimension(name="y", count=24, chunk_size=12, type="space", unit="um", scale=0.1),
             Dimension(name="x", count=20, chunk_size=20, type="space", unit="um", scale=0.1),
         ],
@@ -83,12 +97,19 @@ async def test_single_5d_image(tmp_path: Path, backend: str, use_sync: bool) -> 
     image = Image.from_zarr(zarr.open_group(str(root), mode="r"))
     multiscale = image.ome_attributes.multiscales[0]
     assert [(a.name, a.type, a.unit) for a in multiscale.axes] == [
-        ("t", "time", "millisecond"), ("c", "channel", None), ("z", "space", "micrometer"),
-        ("y", "space", "micrometer"), ("x", "space", "micrometer")]
+        ("t", "time", "millisecond"),
+        ("c", "channel", None),
+        ("z", "space", "micrometer"),
+        ("y", "space", "micrometer"),
+        ("x", "space", "micrometer"),
+    ]
     transforms = attributes(root)["ome"]["multiscales"][0]["datasets"][0][
-        "coordinateTransformations"]
-    assert transforms == [{"type": "scale", "scale": [100.0, 1.0, 0.5, 0.1, 0.1]},
-                          {"type": "translation", "translation": [0.0, 0.0, 10.0, 0.0, 0.0]}]
+        "coordinateTransformations"
+    ]
+    assert transforms == [
+        {"type": "scale", "scale": [100.0, 1.0, 0.5, 0.1, 0.1]},
+        {"type": "translation", "translation": [0.0, 0.0, 10.0, 0.0, 0.0]},
+    ]
     omero = attributes(root)["ome"]["omero"]["channels"]
     assert [(c["label"], c["color"]) for c in omero] == [("DAPI", "0000FF"), ("GFP", "FF00FF")]
 
@@ -96,10 +117,14 @@ async def test_single_5d_image(tmp_path: Path, backend: str, use_sync: bool) -> 
 @pytest.mark.anyio
 async def test_multi_position_bioformats2raw(tmp_path: Path, backend: str) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "multi.ome.zarr", format=backend, dtype="uint8",
-        dimensions=[Dimension(name="t", count=2, type="time"),
-                    PositionDimension(positions=["Pos0", "Pos1", "Pos2"]),
-                    *dims_from_standard_axes({"c": 2, "y": 8, "x": 8})],
+        root_path=tmp_path / "multi.ome.zarr",
+        format=backend,
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="t", count=2, type="time"),
+            PositionDimension(positions=["Pos0", "Pos1", "Pos2"]),
+            *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
+        ],
     )
     frames = make_frames(12, (8, 8), dtype="uint8")
     await acquire(settings, frames, use_sync=False)
@@ -116,20 +141,29 @@ async def test_multi_position_bioformats2raw(tmp_path: Path, backend: str) -> No
 @pytest.mark.anyio
 @pytest.mark.parametrize("use_sync", [False, True], ids=["async", "sync"])
 async def test_hcs_plate(tmp_path: Path, backend: str, use_sync: bool) -> None:
-    positions = [Position(name="fov0", plate_row="A", plate_column="1"),
-                 Position(name="fov0", plate_row="A", plate_column="2"),
-                 Position(name="fov0", plate_row="C", plate_column="4"),
-                 Position(name="fov1", plate_row="C", plate_column="4")]
+    positions = [
+        Position(name="fov0", plate_row="A", plate_column="1"),
+        Position(name="fov0", plate_row="A", plate_column="2"),
+        Position(name="fov0", plate_row="C", plate_column="4"),
+        Position(name="fov1", plate_row="C", plate_column="4"),
+    ]
     settings = AcquisitionSettings(
-        root_path=tmp_path / "example_5d_plate", format=backend, dtype="uint16",
-        dimensions=[Dimension(name="t", count=2, chunk_size=1, type="time"),
-                    PositionDimension(positions=positions),
-                    Dimension(name="c", count=3, chunk_size=1, type="channel"),
-                    Dimension(name="z", count=2, chunk_size=1, type="space"),
-                    Dimension(name="y", count=16, chunk_size=8, type="space"),
-                    Dimension(name="x", count=16, chunk_size=8, type="space")],
-        plate=Plate(name="Example Plate", row_names=["A", "B", "C", "D"],
-                    column_names=["1", "2", "3", "4", "5", "6", "7", "8"]),
+        root_path=tmp_path / "example_5d_plate",
+        format=backend,
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            PositionDimension(positions=positions),
+            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            Dimension(name="z", count=2, chunk_size=1, type="space"),
+            Dimension(name="y", count=16, chunk_size=8, type="space"),
+            Dimension(name="x", count=16, chunk_size=8, type="space"),
+        ],
+        plate=Plate(
+            name="Example Plate",
+            row_names=["A", "B", "C", "D"],
+            column_names=["1", "2", "3", "4", "5", "6", "7", "8"],
+        ),
     )
     frames = make_frames(48, (16, 16))
     await acquire(settings, frames, use_sync)
@@ -140,8 +174,7 @@ async def test_hcs_plate(tmp_path: Path, backend: str, use_sync: bool) -> None:
     assert [w.path for w in meta.wells] == ["A/1", "A/2", "C/4"]
     assert meta.field_count == 2
     assert [r.name for r in meta.rows] == ["A", "B", "C", "D"]
-    assert attributes(root / "C" / "4")["ome"]["well"]["images"] == [{"path": "0"},
-                                                                     {"path": "1"}]
+    assert attributes(root / "C" / "4")["ome"]["well"]["images"] == [{"path": "0"}, {"path": "1"}]
     acquisition = frames.reshape(2, 4, 3, 2, 16, 16)
     paths = ["A/1/0", "A/2/0", "C/4/0", "C/4/1"]
     for p, path in enumerate(paths):
@@ -152,12 +185,15 @@ async def test_hcs_plate(tmp_path: Path, backend: str, use_sync: bool) -> None:
 @pytest.mark.anyio
 async def test_unbounded_grows_and_trims(tmp_path: Path, backend: str) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "u.ome.zarr", format=backend, dtype="uint16",
-        dimensions=[Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=4,
-                              type="time"),
-                    PositionDimension(positions=["Pos0", "Pos1"]),
-                    Dimension(name="y", count=16, chunk_size=8, type="space"),
-                    Dimension(name="x", count=16, chunk_size=8, type="space")],
+        root_path=tmp_path / "u.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=4, type="time"),
+            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="y", count=16, chunk_size=8, type="space"),
+            Dimension(name="x", count=16, chunk_size=8, type="space"),
+        ],
     )
     frames = make_frames(2 * 37, (16, 16))
     async with open_stream(settings) as stream:
@@ -173,14 +209,19 @@ async def test_unbounded_grows_and_trims(tmp_path: Path, backend: str) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("compression", ["none", "blosc-zstd", "blosc-lz4", "zstd"])
-async def test_sharding_and_compression_are_recorded(tmp_path: Path, backend: str,
-                                                     compression: str) -> None:
+async def test_sharding_and_compression_are_recorded(
+    tmp_path: Path, backend: str, compression: str
+) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "c.ome.zarr", format=backend, dtype="uint16",
+        root_path=tmp_path / "c.ome.zarr",
+        format=backend,
+        dtype="uint16",
         compression=compression,
-        dimensions=[Dimension(name="t", count=4, chunk_size=1, shard_size_chunks=2),
-                    Dimension(name="y", count=32, chunk_size=16, shard_size_chunks=2),
-                    Dimension(name="x", count=32, chunk_size=16, shard_size_chunks=2)],
+        dimensions=[
+            Dimension(name="t", count=4, chunk_size=1, shard_size_chunks=2),
+            Dimension(name="y", count=32, chunk_size=16, shard_size_chunks=2),
+            Dimension(name="x", count=32, chunk_size=16, shard_size_chunks=2),
+        ],
     )
     frames = make_frames(4, (32, 32))
     await acquire(settings, frames, use_sync=False)
@@ -202,35 +243,43 @@ async def test_sharding_and_compression_are_recorded(tmp_path: Path, backend: st
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize(("order", "stored"), [("ome", "tcz"), ("acquisition", "tzc"),
-                                               (["c", "z", "t"], "czt")])
+@pytest.mark.parametrize(
+    ("order", "stored"), [("ome", "tcz"), ("acquisition", "tzc"), (["c", "z", "t"], "czt")]
+)
 async def test_storage_order(tmp_path: Path, backend: str, order, stored: str) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "o.ome.zarr", format=backend, dtype="uint16", storage_order=order,
-        dimensions=dims_from_standard_axes({"t": 2, "z": 3, "c": 2, "y": 8, "x": 8},
-                                           chunk_shapes={"z": 3}),
+        root_path=tmp_path / "o.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        storage_order=order,
+        dimensions=dims_from_standard_axes(
+            {"t": 2, "z": 3, "c": 2, "y": 8, "x": 8}, chunk_shapes={"z": 3}
+        ),
     )
     frames = make_frames(12, (8, 8))
     await acquire(settings, frames, use_sync=False)
     data = read_both(tmp_path / "o.ome.zarr" / "0")
     perm = tuple("tzc".index(n) for n in stored)
-    np.testing.assert_array_equal(
-        data, frames.reshape(2, 3, 2, 8, 8).transpose(*perm, 3, 4))
-    names = [a["name"] for a in attributes(tmp_path / "o.ome.zarr")["ome"]["multiscales"][0][
-        "axes"]]
+    np.testing.assert_array_equal(data, frames.reshape(2, 3, 2, 8, 8).transpose(*perm, 3, 4))
+    names = [
+        a["name"] for a in attributes(tmp_path / "o.ome.zarr")["ome"]["multiscales"][0]["axes"]
+    ]
     assert names == [*stored, "y", "x"]
 
 
 @pytest.mark.anyio
 async def test_metadata_skip_and_update(tmp_path: Path, backend: str) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "m.ome.zarr", format=backend, dtype="uint8",
+        root_path=tmp_path / "m.ome.zarr",
+        format=backend,
+        dtype="uint8",
         dimensions=dims_from_standard_axes({"t": 3, "y": 4, "x": 4}),
     )
     async with open_stream(settings) as stream:
-        await stream.append(np.full((4, 4), 5, "uint8"),
-                            metadata={"delta_t": 0.0, "exposure_time": 10.0,
-                                      "position_x": 1.5, "well": "A1"})
+        await stream.append(
+            np.full((4, 4), 5, "uint8"),
+            metadata={"delta_t": 0.0, "exposure_time": 10.0, "position_x": 1.5, "well": "A1"},
+        )
         await stream.skip()
         await stream.append(np.full((4, 4), 7, "uint8"), metadata={"delta_t": 2.0})
         await stream.set_global_metadata("acquisition", {"operator": "me", "n": 3})
@@ -245,8 +294,14 @@ async def test_metadata_skip_and_update(tmp_path: Path, backend: str) -> None:
     attrs = attributes(root)
     frames_meta = attrs["ome_stream"]["frame_metadata"]
     assert frames_meta == [
-        {"frame": 0, "index": {"t": 0}, "delta_t": 0.0, "exposure_time": 10.0,
-         "position_x": 1.5, "well": "A1"},
+        {
+            "frame": 0,
+            "index": {"t": 0},
+            "delta_t": 0.0,
+            "exposure_time": 10.0,
+            "position_x": 1.5,
+            "well": "A1",
+        },
         {"frame": 2, "index": {"t": 2}, "delta_t": 2.0},
     ]
     assert attrs["acquisition"] == {"operator": "me", "n": 3}
