@@ -42,3 +42,28 @@ def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     row = next(r for r in summary if r["writer"] == "ome-stream/tensorstore")
     assert row["gb_per_s"]["median"] > 0 and row["loop_lag_ms"] is not None
     assert not list((tmp_path / "scratch").iterdir())  # outputs are cleaned up
+
+
+def test_soak_smoke(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.soak",
+            "--seconds",
+            "3",
+            "--fps",
+            "100",
+            "--shape",
+            "128",
+            "--dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "flat" in result.stdout.splitlines()[-1]

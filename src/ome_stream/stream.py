@@ -198,9 +198,16 @@ class AsyncOMEStream:
         # import the backend (tensorstore, zarr, ... take tens of ms) off the event loop,
         # and before anything on disk is touched
         backend_class = await anyio.to_thread.run_sync(load_backend, self.settings.backend)
-        await anyio.to_thread.run_sync(prepare_target, self.settings)
         backend = backend_class(self.layout)
-        await backend.open()
+        try:
+            await anyio.to_thread.run_sync(prepare_target, self.settings)
+            await backend.open()
+        except FileExistsError:
+            await backend.aclose()
+            raise
+        except Exception as err:
+            await backend.aclose()
+            raise WriterError(f"cannot create {self.settings.output_path!r}: {err}") from err
         self._backend = backend
         self._inflight = anyio.Semaphore(backend.max_inflight)
         self._budget = anyio.Semaphore(self.capacity)

@@ -122,16 +122,32 @@ class _FileWriter:
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             job()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self.close_writer()
+
+    def close_writer(self) -> None:
+        """Close the TIFF file (in the writer thread); after a failed write, only
+        release the file handle: the failure was reported already.
+        """
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except Exception:
+            if self.broken is None:
+                raise
+            writer.filehandle.close()
+
+    def create(self) -> None:
+        """Create the file (in the writer thread), so an unwritable target fails at open."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = tifffile.TiffWriter(self.path, bigtiff=True)
 
     def _write_page(self, frame: np.ndarray | None) -> None:
         if frame is None:
             frame = np.zeros(self.frame_shape, self.dtype)
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = tifffile.TiffWriter(self.path, bigtiff=True)
+            raise OSError(f"{self.path} is not open for writing")
         first = self.pages_written == 0
         kwargs: dict[str, Any] = {}
         if self.compression is not None:
@@ -150,12 +166,6 @@ class _FileWriter:
         )
         self._writer.filehandle.flush()
         self.pages_written += 1
-
-    def close_writer(self) -> None:
-        """Close the TIFF file (in the writer thread)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
 
     def read_page(self, number: int) -> np.ndarray:
         """Read back page ``number`` (in the writer thread, between writes)."""
@@ -196,6 +206,7 @@ class TiffBackend(Backend):
             self._files.append(
                 _FileWriter(path, self.layout.frame_shape, array.dtype, settings.compression)
             )
+            await wait_future(self._files[-1].submit(self._files[-1].create))
             counts = list(array.shape[:-2])
             self._strides.append(
                 tuple(int(np.prod(counts[i + 1 :], dtype=np.int64)) for i in range(len(counts)))
