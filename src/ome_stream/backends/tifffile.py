@@ -125,8 +125,9 @@ class _FileWriter:
         self.close_writer()
 
     def close_writer(self) -> None:
-        """Close the TIFF file (in the writer thread); after a failed write, only
-        release the file handle: the failure was reported already.
+        """Close the TIFF file (in the writer thread).
+
+        After a failed write only the file handle is released: the failure was reported.
         """
         writer, self._writer = self._writer, None
         if writer is None:
