@@ -58,6 +58,9 @@ def prepare_target(settings: AcquisitionSettings) -> None:
     """
     target = settings.output_path
     if is_object_url(target):
+        from ome_stream.backends.tensorstore import prepare_object_target
+
+        prepare_object_target(target, settings.overwrite, settings.storage_options)
         return
     path = Path(target)
     if path.exists() or path.is_symlink():

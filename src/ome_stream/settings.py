@@ -469,6 +469,11 @@ class AcquisitionSettings(_Model):
     pyramid: Pyramid | None = Field(
         default=None, description="Multiscale levels to write during the acquisition."
     )
+    storage_options: dict[str, str] | None = Field(
+        default=None,
+        description="For s3:// roots: 'endpoint' and 'region' (default: the standard AWS "
+        "environment variables). Credentials come from the AWS environment or profile.",
+    )
     max_buffer_bytes: PositiveInt | None = Field(
         default=None,
         description="Byte budget for accepted-but-unwritten frames (default 256 MiB, and "
@@ -634,6 +639,18 @@ class AcquisitionSettings(_Model):
             and not any(d.name == "z" for d in self.index_dimensions)
         ):
             raise ValueError("pyramid: downsample_z needs a non-frame dimension named 'z'")
+        if self.storage_options is not None:
+            if not self.root_path.startswith("s3://"):
+                raise ValueError("storage_options apply only to s3:// roots")
+            if unknown := sorted(set(self.storage_options) - {"endpoint", "region"}):
+                raise ValueError(
+                    f"storage_options: unknown keys {unknown}; use 'endpoint' and 'region' "
+                    "(credentials come from the AWS environment variables)"
+                )
+        if "://" in self.root_path and not self.root_path.startswith("s3://"):
+            raise ValueError(
+                f"root_path {self.root_path!r}: only local paths and s3:// URLs are supported"
+            )
         if self.root_path.startswith("s3://") and not info.supports_object_storage:
             raise ValueError(
                 f"root_path {self.root_path!r}: the {info.name!r} backend "

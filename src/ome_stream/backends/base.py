@@ -83,7 +83,6 @@ BACKENDS: dict[str, BackendInfo] = {
             requires=("zarr",),
             extra=None,
             compressions=_ZARR_CODECS,
-            supports_object_storage=True,
             supports_pyramids=True,
         ),
         BackendInfo(

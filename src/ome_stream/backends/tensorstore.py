@@ -7,6 +7,7 @@ are awaited through anyio, so the event loop never waits on storage.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 import tensorstore as ts
@@ -23,11 +24,61 @@ if TYPE_CHECKING:
 __all__ = ["TensorStoreBackend", "kvstore_spec", "zarr_codecs"]
 
 
-def kvstore_spec(root: str) -> dict[str, Any]:
-    """The tensorstore kvstore spec of a dataset root (a local path)."""
-    import os
+#: Bounded retries for object storage: transient errors are retried with backoff, a
+#: dead endpoint fails within seconds instead of stalling the acquisition.
+S3_RETRIES = {"max_retries": 5, "initial_delay": "0.1s", "max_delay": "2s"}
 
-    return {"driver": "file", "path": os.path.abspath(root) + "/"}
+
+def kvstore_spec(root: str, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
+    """The tensorstore kvstore spec of a dataset root: a local path or ``s3://bucket/key``.
+
+    For S3 the endpoint and region come from ``storage_options`` (``endpoint``,
+    ``region``) or the standard environment variables (``AWS_ENDPOINT_URL_S3``,
+    ``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_DEFAULT_REGION``); credentials come from
+    the standard AWS environment variables or profile files.
+    """
+    if not root.startswith("s3://"):
+        return {"driver": "file", "path": os.path.abspath(root) + "/"}
+    options = storage_options or {}
+    bucket, _, prefix = root.removeprefix("s3://").partition("/")
+    spec: dict[str, Any] = {
+        "driver": "s3",
+        "bucket": bucket,
+        "path": prefix.strip("/") + "/" if prefix.strip("/") else "",
+        "aws_region": options.get("region")
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        "context": {"s3_request_retries": S3_RETRIES},
+    }
+    endpoint = (
+        options.get("endpoint")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    if endpoint:
+        spec["endpoint"] = endpoint
+    return spec
+
+
+def prepare_object_target(root: str, overwrite: bool, storage_options: dict[str, str] | None
+                          ) -> None:
+    """The overwrite rules on object storage (blocking; run it in a worker thread).
+
+    Objects under the prefix mean the target exists: ``FileExistsError`` without
+    ``overwrite``; with it, only a zarr dataset (a ``zarr.json`` at the prefix) is deleted.
+    """
+    store = ts.KvStore.open(kvstore_spec(root, storage_options)).result()
+    keys = store.list().result()
+    if not keys:
+        return
+    if not overwrite:
+        raise FileExistsError(f"{root!r} already holds {len(keys)} objects; pass "
+                              "overwrite=True to replace it")
+    if b"zarr.json" not in keys:
+        raise FileExistsError(f"{root!r} holds objects but no zarr dataset; refusing to delete "
+                              "them even with overwrite=True")
+    store.delete_range(ts.KvStore.KeyRange()).result()
 
 
 def zarr_codecs(compression: str | None, itemsize: int) -> list[dict[str, Any]]:
@@ -90,7 +141,7 @@ class TensorStoreBackend(Backend):
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
         settings = layout.settings
-        self._kvstore = kvstore_spec(settings.output_path)
+        self._kvstore = kvstore_spec(settings.output_path, settings.storage_options)
         self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
         self._arrays: list[ts.TensorStore] = []
         self._kv: ts.KvStore | None = None
