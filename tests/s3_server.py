@@ -53,9 +53,20 @@ class S3Server:
         command = self.command()
         assert command is not None
         self.process = subprocess.Popen(
-            [command, "--directory", str(self.root), "--address", "127.0.0.1",
-             "--port", str(self.port), "--configure-bucket", self.bucket, "--silent"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                command,
+                "--directory",
+                str(self.root),
+                "--address",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--configure-bucket",
+                self.bucket,
+                "--silent",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -37,8 +37,10 @@ BUCKET = "microscope"
 @pytest.fixture
 def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     if S3Server.command() is None:
-        pytest.skip("no S3 server: install s3rver with "
-                    "'npm install --prefix tests/.s3rver s3rver@3.7.1' (needs Node.js)")
+        pytest.skip(
+            "no S3 server: install s3rver with "
+            "'npm install --prefix tests/.s3rver s3rver@3.7.1' (needs Node.js)"
+        )
     server = S3Server(tmp_path / "s3data", BUCKET)
     server.root.mkdir()
     server.start()
@@ -52,14 +54,28 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
 
 
 def kv(server: S3Server, prefix: str) -> ts.KvStore:
-    return ts.KvStore.open({"driver": "s3", "bucket": BUCKET, "path": prefix,
-                            "endpoint": server.endpoint, "aws_region": "us-east-1"}).result()
+    return ts.KvStore.open(
+        {
+            "driver": "s3",
+            "bucket": BUCKET,
+            "path": prefix,
+            "endpoint": server.endpoint,
+            "aws_region": "us-east-1",
+        }
+    ).result()
 
 
 def ts_read(server: S3Server, key: str) -> np.ndarray:
-    spec = {"driver": "zarr3", "kvstore": {"driver": "s3", "bucket": BUCKET, "path": key + "/",
-                                           "endpoint": server.endpoint,
-                                           "aws_region": "us-east-1"}}
+    spec = {
+        "driver": "zarr3",
+        "kvstore": {
+            "driver": "s3",
+            "bucket": BUCKET,
+            "path": key + "/",
+            "endpoint": server.endpoint,
+            "aws_region": "us-east-1",
+        },
+    }
     return ts.open(spec, read=True).result().read().result()
 
 
@@ -67,9 +83,15 @@ def zarr_store(server: S3Server, prefix: str) -> zarr.storage.ObjectStore:
     from obstore.store import S3Store
 
     return zarr.storage.ObjectStore(
-        S3Store(BUCKET, prefix=prefix, endpoint=server.endpoint, region="us-east-1",
-                access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY,
-                client_options={"allow_http": True}),
+        S3Store(
+            BUCKET,
+            prefix=prefix,
+            endpoint=server.endpoint,
+            region="us-east-1",
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            client_options={"allow_http": True},
+        ),
         read_only=True,
     )
 
@@ -88,9 +110,11 @@ def group_attrs(server: S3Server, prefix: str, group: str = "") -> dict:
 @pytest.mark.anyio
 async def test_single_image_to_s3(s3: S3Server) -> None:
     settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/lab/run1.ome.zarr", dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 3, "c": 2, "y": 32, "x": 32},
-                                           chunk_shapes={"y": 16, "x": 16}),
+        root_path=f"s3://{BUCKET}/lab/run1.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes(
+            {"t": 3, "c": 2, "y": 32, "x": 32}, chunk_shapes={"y": 16, "x": 16}
+        ),
         storage_options={"endpoint": s3.endpoint, "region": "us-east-1"},
     )
     assert settings.output_path == f"s3://{BUCKET}/lab/run1.ome.zarr"
@@ -98,8 +122,9 @@ async def test_single_image_to_s3(s3: S3Server) -> None:
     async with open_stream(settings) as stream:
         for frame in frames:
             await stream.append(frame, metadata={"delta_t": 1.0})
-    np.testing.assert_array_equal(read_both(s3, "lab/run1.ome.zarr", "0"),
-                                  frames.reshape(3, 2, 32, 32))
+    np.testing.assert_array_equal(
+        read_both(s3, "lab/run1.ome.zarr", "0"), frames.reshape(3, 2, 32, 32)
+    )
     attrs = group_attrs(s3, "lab/run1.ome.zarr")
     assert attrs["ome"]["version"] == "0.5"
     assert len(attrs["ome_stream"]["frame_metadata"]) == 6
@@ -110,26 +135,37 @@ async def test_single_image_to_s3(s3: S3Server) -> None:
 
 def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server) -> None:
     multi = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/multi.ome.zarr", dtype="uint8",
-        dimensions=[Dimension(name="t", count=2), PositionDimension(positions=["a", "b"]),
-                    *dims_from_standard_axes({"y": 8, "x": 8})],
+        root_path=f"s3://{BUCKET}/multi.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="t", count=2),
+            PositionDimension(positions=["a", "b"]),
+            *dims_from_standard_axes({"y": 8, "x": 8}),
+        ],
     )
     frames = make_frames(4, (8, 8), dtype="uint8")
     with create_stream(multi) as stream:
         for frame in frames:
             stream.append(frame)
     for p in range(2):
-        np.testing.assert_array_equal(read_both(s3, "multi.ome.zarr", f"{p}/0"),
-                                      frames.reshape(2, 2, 8, 8)[:, p])
+        np.testing.assert_array_equal(
+            read_both(s3, "multi.ome.zarr", f"{p}/0"), frames.reshape(2, 2, 8, 8)[:, p]
+        )
     assert group_attrs(s3, "multi.ome.zarr", "OME")["ome"]["series"] == ["0", "1"]
 
     plate = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/plate.ome.zarr", dtype="uint8",
-        dimensions=[PositionDimension(positions=[
-            Position(name="f0", plate_row="A", plate_column="1"),
-            Position(name="f1", plate_row="A", plate_column="1"),
-            Position(name="f0", plate_row="B", plate_column="2")]),
-            *dims_from_standard_axes({"y": 8, "x": 8})],
+        root_path=f"s3://{BUCKET}/plate.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            PositionDimension(
+                positions=[
+                    Position(name="f0", plate_row="A", plate_column="1"),
+                    Position(name="f1", plate_row="A", plate_column="1"),
+                    Position(name="f0", plate_row="B", plate_column="2"),
+                ]
+            ),
+            *dims_from_standard_axes({"y": 8, "x": 8}),
+        ],
         plate=Plate(row_names=["A", "B"], column_names=["1", "2"]),
     )
     frames = make_frames(3, (8, 8), dtype="uint8", seed=4)
@@ -145,7 +181,8 @@ def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server) -> None:
 @pytest.mark.anyio
 async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server) -> None:
     settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/u.ome.zarr", dtype="uint16",
+        root_path=f"s3://{BUCKET}/u.ome.zarr",
+        dtype="uint16",
         dimensions=dims_from_standard_axes({"t": None, "y": 16, "x": 16}),
     )
     frames = make_frames(5, (16, 16))
@@ -162,8 +199,9 @@ async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server) -> None:
     # objects that are not a zarr dataset are never deleted
     notes = kv(s3, "notes.ome.zarr/")
     notes.write("thesis.txt", b"irreplaceable").result()
-    other = settings.model_copy(update={"root_path": f"s3://{BUCKET}/notes.ome.zarr",
-                                        "overwrite": True})
+    other = settings.model_copy(
+        update={"root_path": f"s3://{BUCKET}/notes.ome.zarr", "overwrite": True}
+    )
     with pytest.raises(FileExistsError, match="no zarr dataset; refusing"):
         async with open_stream(other):
             pass
@@ -173,7 +211,8 @@ async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server) -> None:
 @pytest.mark.anyio
 async def test_server_killed_mid_acquisition(s3: S3Server) -> None:
     settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/killed.ome.zarr", dtype="uint16",
+        root_path=f"s3://{BUCKET}/killed.ome.zarr",
+        dtype="uint16",
         dimensions=dims_from_standard_axes({"t": 40, "y": 16, "x": 16}),
         max_buffer_bytes=4 * 16 * 16 * 2,
     )
@@ -198,22 +237,34 @@ def test_what_object_storage_cannot_do() -> None:
     with pytest.raises(ValidationError, match="cannot write to object storage; use OME-Zarr"):
         AcquisitionSettings(root_path="s3://b/run.ome.tiff", dtype="uint8", dimensions=dims)
     with pytest.raises(ValidationError, match="cannot write to object storage"):
-        AcquisitionSettings(root_path="s3://b/run.ome.zarr", format="zarr-python",
-                            dtype="uint8", dimensions=dims)
+        AcquisitionSettings(
+            root_path="s3://b/run.ome.zarr", format="zarr-python", dtype="uint8", dimensions=dims
+        )
     with pytest.raises(ValidationError, match="storage_options apply only to s3://"):
-        AcquisitionSettings(root_path="run.ome.zarr", dtype="uint8", dimensions=dims,
-                            storage_options={"endpoint": "http://x"})
+        AcquisitionSettings(
+            root_path="run.ome.zarr",
+            dtype="uint8",
+            dimensions=dims,
+            storage_options={"endpoint": "http://x"},
+        )
     with pytest.raises(ValidationError, match="unknown keys \\['secret'\\]"):
-        AcquisitionSettings(root_path="s3://b/r.ome.zarr", dtype="uint8", dimensions=dims,
-                            storage_options={"secret": "x"})
+        AcquisitionSettings(
+            root_path="s3://b/r.ome.zarr",
+            dtype="uint8",
+            dimensions=dims,
+            storage_options={"secret": "x"},
+        )
     with pytest.raises(ValidationError, match="only local paths and s3:// URLs"):
         AcquisitionSettings(root_path="gs://b/r.ome.zarr", dtype="uint8", dimensions=dims)
 
 
 def test_bucket_layout_is_plain_objects(s3: S3Server) -> None:
     """Objects land under the prefix as a zarr hierarchy any S3 reader can walk."""
-    settings = AcquisitionSettings(root_path=f"s3://{BUCKET}/walk.ome.zarr", dtype="uint8",
-                                   dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}))
+    settings = AcquisitionSettings(
+        root_path=f"s3://{BUCKET}/walk.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}),
+    )
     with create_stream(settings) as stream:
         stream.append(np.ones((4, 4), "uint8"))
     store = kv(s3, "walk.ome.zarr/")

@@ -659,10 +659,17 @@ class AcquisitionSettings(_Model):
         if self.storage_permutation != tuple(range(len(self.index_dimensions))) and (
             not info.supports_storage_order
         ):
+            able = [
+                b.name
+                for b in BACKENDS.values()
+                if b.format == info.format and b.supports_storage_order
+            ]
             raise ValueError(
-                f"storage_order {self.storage_order!r} reorders frames, which the "
-                f"{info.name!r} backend cannot do (it only appends in acquisition order); "
-                "use storage_order='acquisition' or another backend"
+                f"storage_order {self.storage_order!r} stores "
+                f"{[d.name for d in self.storage_index_dimensions]} but the acquisition order "
+                f"is {[d.name for d in self.index_dimensions]}; the {info.name!r} backend "
+                "only appends frames in acquisition order. Use storage_order='acquisition' "
+                f"or a backend that can reorder: {', '.join(able)}"
             )
 
     # ----------------------------------------------------------------- derived views

@@ -61,8 +61,9 @@ def kvstore_spec(root: str, storage_options: dict[str, str] | None = None) -> di
     return spec
 
 
-def prepare_object_target(root: str, overwrite: bool, storage_options: dict[str, str] | None
-                          ) -> None:
+def prepare_object_target(
+    root: str, overwrite: bool, storage_options: dict[str, str] | None
+) -> None:
     """The overwrite rules on object storage (blocking; run it in a worker thread).
 
     Objects under the prefix mean the target exists: ``FileExistsError`` without
@@ -73,11 +74,14 @@ def prepare_object_target(root: str, overwrite: bool, storage_options: dict[str,
     if not keys:
         return
     if not overwrite:
-        raise FileExistsError(f"{root!r} already holds {len(keys)} objects; pass "
-                              "overwrite=True to replace it")
+        raise FileExistsError(
+            f"{root!r} already holds {len(keys)} objects; pass overwrite=True to replace it"
+        )
     if b"zarr.json" not in keys:
-        raise FileExistsError(f"{root!r} holds objects but no zarr dataset; refusing to delete "
-                              "them even with overwrite=True")
+        raise FileExistsError(
+            f"{root!r} holds objects but no zarr dataset; refusing to delete "
+            "them even with overwrite=True"
+        )
     store.delete_range(ts.KvStore.KeyRange()).result()
 
 
