@@ -31,6 +31,7 @@ from ome_stream.settings import (
 )
 from ome_stream.stream import AsyncOMEStream, StreamStats, open_stream
 from ome_stream.sync import OMEStream, create_stream
+from ome_stream.useq import dims_from_useq, useq_to_acquisition_settings
 
 __version__ = "0.1.0"
 
@@ -53,5 +54,7 @@ __all__ = [
     "available_backends",
     "create_stream",
     "dims_from_standard_axes",
+    "dims_from_useq",
     "open_stream",
+    "useq_to_acquisition_settings",
 ]
