@@ -276,7 +276,10 @@ class AsyncOMEStream:
             except Exception as err:
                 self._fail(err)
             finally:
-                await self._backend.aclose()
+                try:
+                    await self._backend.aclose()
+                except Exception as err:  # reported like any storage failure
+                    self._fail(err)
                 self._state = "closed"
                 self._closed.set()
                 self._publish("closed")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import acquire_zarr as az
+import anyio.to_thread
 import numpy as np
 
 from ome_stream.backends._futures import wait_future
@@ -200,12 +201,12 @@ class AcquireZarrBackend(Backend):
 
     async def aclose(self) -> None:
         """Close the native stream if still open and stop the worker thread."""
-        import anyio.to_thread
-
         stream, self._stream = self._stream, None
-        if stream is not None:
-            await wait_future(self._worker.submit(stream.close))
-        await anyio.to_thread.run_sync(self._worker.stop)
+        try:
+            if stream is not None:
+                await wait_future(self._worker.submit(stream.close))
+        finally:
+            await anyio.to_thread.run_sync(self._worker.stop)
 
 
 BACKEND = AcquireZarrBackend
