@@ -178,7 +178,11 @@ class TensorStoreBackend(Backend):
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one whole block and wait until it is committed to storage."""
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
-        future = self._arrays[array_index][region].write(block)
+        # The stream keeps ``block`` unmodified until this returns and the context has no
+        # cache, so tensorstore may use the data in place: no copy on the event loop.
+        future = self._arrays[array_index][region].write(
+            block, can_reference_source_data_indefinitely=True
+        )
         await wait_future(future.commit)
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
