@@ -34,6 +34,11 @@ from s3_server import ACCESS_KEY, SECRET_KEY, S3Server
 BUCKET = "microscope"
 
 
+@pytest.fixture(params=["tensorstore", "zarr-python"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
 def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     if S3Server.command() is None:
@@ -108,9 +113,10 @@ def group_attrs(server: S3Server, prefix: str, group: str = "") -> dict:
 
 
 @pytest.mark.anyio
-async def test_single_image_to_s3(s3: S3Server) -> None:
+async def test_single_image_to_s3(s3: S3Server, backend: str) -> None:
     settings = AcquisitionSettings(
         root_path=f"s3://{BUCKET}/lab/run1.ome.zarr",
+        format=backend,
         dtype="uint16",
         dimensions=dims_from_standard_axes(
             {"t": 3, "c": 2, "y": 32, "x": 32}, chunk_shapes={"y": 16, "x": 16}
@@ -133,9 +139,10 @@ async def test_single_image_to_s3(s3: S3Server) -> None:
     assert len(keys) == 6 * 4
 
 
-def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server) -> None:
+def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server, backend: str) -> None:
     multi = AcquisitionSettings(
         root_path=f"s3://{BUCKET}/multi.ome.zarr",
+        format=backend,
         dtype="uint8",
         dimensions=[
             Dimension(name="t", count=2),
@@ -155,6 +162,7 @@ def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server) -> None:
 
     plate = AcquisitionSettings(
         root_path=f"s3://{BUCKET}/plate.ome.zarr",
+        format=backend,
         dtype="uint8",
         dimensions=[
             PositionDimension(
@@ -179,9 +187,10 @@ def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server) -> None:
 
 
 @pytest.mark.anyio
-async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server) -> None:
+async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server, backend: str) -> None:
     settings = AcquisitionSettings(
         root_path=f"s3://{BUCKET}/u.ome.zarr",
+        format=backend,
         dtype="uint16",
         dimensions=dims_from_standard_axes({"t": None, "y": 16, "x": 16}),
     )
@@ -209,9 +218,10 @@ async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server) -> None:
 
 
 @pytest.mark.anyio
-async def test_server_killed_mid_acquisition(s3: S3Server) -> None:
+async def test_server_killed_mid_acquisition(s3: S3Server, backend: str) -> None:
     settings = AcquisitionSettings(
         root_path=f"s3://{BUCKET}/killed.ome.zarr",
+        format=backend,
         dtype="uint16",
         dimensions=dims_from_standard_axes({"t": 40, "y": 16, "x": 16}),
         max_buffer_bytes=4 * 16 * 16 * 2,
@@ -238,7 +248,11 @@ def test_what_object_storage_cannot_do() -> None:
         AcquisitionSettings(root_path="s3://b/run.ome.tiff", dtype="uint8", dimensions=dims)
     with pytest.raises(ValidationError, match="cannot write to object storage"):
         AcquisitionSettings(
-            root_path="s3://b/run.ome.zarr", format="zarr-python", dtype="uint8", dimensions=dims
+            root_path="s3://b/run.ome.zarr",
+            format="acquire-zarr",
+            dtype="uint8",
+            dimensions=dims,
+            storage_order="acquisition",
         )
     with pytest.raises(ValidationError, match="storage_options apply only to s3://"):
         AcquisitionSettings(

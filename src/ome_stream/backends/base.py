@@ -83,6 +83,7 @@ BACKENDS: dict[str, BackendInfo] = {
             requires=("zarr",),
             extra=None,
             compressions=_ZARR_CODECS,
+            supports_object_storage=True,
             supports_pyramids=True,
         ),
         BackendInfo(

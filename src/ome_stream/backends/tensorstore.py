@@ -26,7 +26,8 @@ __all__ = ["TensorStoreBackend", "kvstore_spec", "zarr_codecs"]
 
 #: Bounded retries for object storage: transient errors are retried with backoff, a
 #: dead endpoint fails within seconds instead of stalling the acquisition.
-S3_RETRIES = {"max_retries": 5, "initial_delay": "0.1s", "max_delay": "2s"}
+S3_MAX_RETRIES = 5
+S3_RETRIES = {"max_retries": S3_MAX_RETRIES, "initial_delay": "0.1s", "max_delay": "2s"}
 
 
 def kvstore_spec(root: str, storage_options: dict[str, str] | None = None) -> dict[str, Any]:

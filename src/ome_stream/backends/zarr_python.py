@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -22,13 +24,14 @@ from zarr.core.buffer import default_buffer_prototype
 
 from ome_stream.backends._futures import wait_future
 from ome_stream.backends.base import Backend
-from ome_stream.backends.tensorstore import zarr_codecs
+from ome_stream.backends.tensorstore import S3_MAX_RETRIES, kvstore_spec, zarr_codecs
 from ome_stream.metadata.ngff import group_documents
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     import numpy as np
+    from obstore.store import RetryConfig
 
     from ome_stream.layout import AcquisitionRecord, Layout
 
@@ -58,9 +61,41 @@ class _LoopThread:
         self.loop.close()
 
 
-def open_store(root: str) -> zarr.storage.LocalStore:
-    """The zarr store of a dataset root (a local directory)."""
-    return zarr.storage.LocalStore(root, read_only=False)
+def open_store(root: str, storage_options: dict[str, str] | None = None) -> Any:
+    """The zarr store of a dataset root: a local directory, or ``s3://bucket/prefix``.
+
+    S3 uses zarr's ObjectStore on obstore (extra ``s3``), configured like the tensorstore
+    backend: endpoint and region from ``storage_options`` or the standard AWS variables,
+    credentials from the AWS environment.
+    """
+    if not root.startswith("s3://"):
+        return zarr.storage.LocalStore(root, read_only=False)
+    try:
+        from obstore.store import S3Store
+    except ImportError:
+        raise ImportError(
+            "writing to s3:// with zarr-python needs obstore; run pip install 'ome-stream[s3]'"
+        ) from None
+    spec = kvstore_spec(root, storage_options)
+    kwargs: dict[str, Any] = {"region": spec["aws_region"]}
+    if "endpoint" in spec:
+        kwargs["endpoint"] = spec["endpoint"]
+        kwargs["client_options"] = {"allow_http": spec["endpoint"].startswith("http://")}
+    for key, variable in (
+        ("access_key_id", "AWS_ACCESS_KEY_ID"),
+        ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+        ("session_token", "AWS_SESSION_TOKEN"),
+    ):
+        if os.environ.get(variable):
+            kwargs[key] = os.environ[variable]
+    retry: RetryConfig = {
+        "max_retries": S3_MAX_RETRIES,
+        "retry_timeout": timedelta(seconds=10),
+    }
+    store = S3Store(
+        spec["bucket"], prefix=spec["path"].rstrip("/") or None, retry_config=retry, **kwargs
+    )
+    return zarr.storage.ObjectStore(store, read_only=False)
 
 
 class ZarrPythonBackend(Backend):
@@ -71,7 +106,7 @@ class ZarrPythonBackend(Backend):
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
         self._loop = _LoopThread()
-        self._store = open_store(layout.settings.output_path)
+        self._store = open_store(layout.settings.output_path, layout.settings.storage_options)
         self._arrays: list[Any] = []
 
     async def open(self) -> None:
@@ -131,10 +166,9 @@ class ZarrPythonBackend(Backend):
         await self._loop.run(self._write_groups(group_documents(self.layout, record)))
 
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
-        """Write every group document from ``record`` (after close: the loop is gone)."""
-        root = anyio.Path(self.layout.settings.output_path)
-        for path, doc in group_documents(self.layout, record).items():
-            await (root / path / "zarr.json").write_text(json.dumps(doc, indent=2))
+        """Write every group document from ``record`` (after close: on a loop of its own)."""
+        docs = group_documents(self.layout, record)
+        await anyio.to_thread.run_sync(asyncio.run, self._write_groups(docs))
 
     async def aclose(self) -> None:
         """Stop the private event loop."""
