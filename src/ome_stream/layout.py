@@ -46,6 +46,16 @@ class ArraySpec:
         """Key of this array below the root (``<image>/<level>``)."""
         return f"{self.image_path}/{self.level}" if self.image_path else str(self.level)
 
+    def frame_number(self, index: tuple[int, ...]) -> int:
+        """Position of the frame at storage ``index`` in storage order (page number).
+
+        The first axis may be unbounded: its extent does not enter the computation.
+        """
+        number = 0
+        for i, size in zip(index, (1, *self.shape[1:-2]), strict=True):
+            number = number * size + i
+        return number
+
     @property
     def dim_names(self) -> tuple[str, ...]:
         """Dimension names in storage order."""

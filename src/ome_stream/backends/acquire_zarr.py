@@ -109,6 +109,7 @@ class AcquireZarrBackend(Backend):
     """Streams every position's frames into acquire-zarr, one frame at a time."""
 
     max_inflight = 1  # acquire-zarr appends in sequence
+    frame_blocks = True
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
@@ -116,17 +117,6 @@ class AcquireZarrBackend(Backend):
         self._worker = _Worker()
         self._stream: az.ZarrStream | None = None
         self._next = [0] * len(layout.arrays)  # next frame (flat storage index) per array
-        self._strides: list[tuple[int, ...]] = []
-        for array in layout.arrays:
-            counts = array.shape[:-2]
-            self._strides.append(
-                tuple(int(np.prod(counts[i + 1 :], dtype=np.int64)) for i in range(len(counts)))
-            )
-
-    def block_shape(self, array_index: int) -> tuple[int, ...]:
-        """One frame: acquire-zarr chunks and shards frames itself."""
-        array = self.layout.arrays[array_index]
-        return (*([1] * (len(array.shape) - 2)), *array.shape[-2:])
 
     async def open(self) -> None:
         """Start the native stream and write the empty dataset's group documents."""
@@ -150,9 +140,6 @@ class AcquireZarrBackend(Backend):
 
         await wait_future(self._worker.submit(place))
 
-    def _number(self, array_index: int, index: tuple[int, ...]) -> int:
-        return sum(i * s for i, s in zip(index, self._strides[array_index], strict=True))
-
     async def _append(self, array_index: int, number: int, frame: np.ndarray | None) -> None:
         stream = self._stream
         assert stream is not None
@@ -174,7 +161,9 @@ class AcquireZarrBackend(Backend):
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Append one frame (after zeros for any skipped before it)."""
         await self._append(
-            array_index, self._number(array_index, origin), block.reshape(block.shape[-2:])
+            array_index,
+            self.layout.arrays[array_index].frame_number(origin),
+            block.reshape(block.shape[-2:]),
         )
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:

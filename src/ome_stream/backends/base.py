@@ -165,6 +165,8 @@ class Backend(ABC):
 
     #: Maximum number of block writes the stream keeps in flight for this backend.
     max_inflight: int = 4
+    #: Formats written frame by frame (TIFF pages, native streams) take one-frame blocks.
+    frame_blocks: bool = False
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -172,10 +174,12 @@ class Backend(ABC):
     def block_shape(self, array_index: int) -> tuple[int, ...]:
         """Shape of the unit ``write`` receives.
 
-        By default one shard (or chunk) deep along every non-frame axis and the whole
-        frame in y/x.
+        One shard (or chunk) deep along every non-frame axis and the whole frame in y/x;
+        one frame with ``frame_blocks``.
         """
         array = self.layout.arrays[array_index]
+        if self.frame_blocks:
+            return (*([1] * (len(array.shape) - 2)), *array.shape[-2:])
         return (*array.shard_shape[:-2], *array.shape[-2:])
 
     @abstractmethod

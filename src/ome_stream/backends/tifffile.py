@@ -185,36 +185,27 @@ class TiffBackend(Backend):
     """Writes one OME-TIFF file per position; see the module docstring."""
 
     max_inflight = 4
+    frame_blocks = True
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
         settings = layout.settings
         self._paths = [Path(p) for p in settings.tiff_file_paths()]
         self._files: list[_FileWriter] = []
-        self._strides: list[tuple[int, ...]] = []
         permutation = settings.storage_permutation
         self._reordered = permutation != tuple(sorted(permutation))
 
-    def block_shape(self, array_index: int) -> tuple[int, ...]:
-        """One frame: every page is written on its own."""
-        array = self.layout.arrays[array_index]
-        return (*([1] * (len(array.shape) - 2)), *array.shape[-2:])
-
     async def open(self) -> None:
-        """Start one writer thread per file; files are created with their first page."""
+        """Start one writer thread per file and create the files.
+
+        An unwritable target fails here, before any frame is accepted.
+        """
         settings = self.layout.settings
         for array, path in zip(self.layout.arrays, self._paths, strict=True):
             self._files.append(
                 _FileWriter(path, self.layout.frame_shape, array.dtype, settings.compression)
             )
             await wait_future(self._files[-1].submit(self._files[-1].create))
-            counts = list(array.shape[:-2])
-            self._strides.append(
-                tuple(int(np.prod(counts[i + 1 :], dtype=np.int64)) for i in range(len(counts)))
-            )
-
-    def _page_number(self, array_index: int, index: tuple[int, ...]) -> int:
-        return sum(i * s for i, s in zip(index, self._strides[array_index], strict=True))
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one frame as the page of its storage index.
@@ -225,7 +216,7 @@ class TiffBackend(Backend):
         """
         file = self._files[array_index]
         frame = block.reshape(block.shape[-2:])
-        number = self._page_number(array_index, origin)
+        number = self.layout.arrays[array_index].frame_number(origin)
         if self._reordered:
             if file.broken is not None:
                 raise file.broken
@@ -236,7 +227,7 @@ class TiffBackend(Backend):
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame still needs its page: write zeros there."""
         file = self._files[array_index]
-        done = file.page(self._page_number(array_index, index), None)
+        done = file.page(self.layout.arrays[array_index].frame_number(index), None)
         if not self._reordered:
             await wait_future(done)
 
@@ -246,7 +237,7 @@ class TiffBackend(Backend):
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read one page back from the file being written."""
         file = self._files[array_index]
-        number = self._page_number(array_index, index)
+        number = self.layout.arrays[array_index].frame_number(index)
         frame: np.ndarray = await wait_future(file.submit(lambda: file.read_page(number)))
         return frame
 
