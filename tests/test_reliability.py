@@ -160,7 +160,8 @@ async def test_full_filesystem(small_fs: Path, backend: str) -> None:
     for i in written:
         np.testing.assert_array_equal(data[i], frame(i))  # what is there is exact
     if backend != "acquire-zarr":  # acquire-zarr holds frames in native buffers of its own
-        assert appended - len(written) <= 8 + 2 * 4  # our buffer (8 frames) + in flight
+        # our buffer (8 frames) + writes in flight (at most 32 small blocks)
+        assert appended - len(written) <= 8 + 32
 
 
 @pytest.mark.anyio

@@ -43,6 +43,8 @@ __all__ = ["DEFAULT_MAX_BUFFER_BYTES", "AsyncOMEStream", "StreamStats", "open_st
 
 #: Default byte budget for frames accepted but not yet handed to storage.
 DEFAULT_MAX_BUFFER_BYTES = 256 * 1024 * 1024
+#: Bytes of blocks that may be in flight to storage at once (beyond the frame buffer).
+INFLIGHT_BYTES = 64 * 1024 * 1024
 #: Resizes of an unbounded axis grow it by at least this many frames along it.
 _GROW_STEP = 32
 
@@ -209,7 +211,9 @@ class AsyncOMEStream:
             await backend.aclose()
             raise WriterError(f"cannot create {self.settings.output_path!r}: {err}") from err
         self._backend = backend
-        self._inflight = anyio.Semaphore(backend.max_inflight)
+        self.max_inflight = self._inflight_limit(backend)
+        """How many block writes may be in flight at once."""
+        self._inflight = anyio.Semaphore(self.max_inflight)
         self._budget = anyio.Semaphore(self.capacity)
         self._writers_done = anyio.Event()
         self._idle = anyio.Event()
@@ -224,6 +228,14 @@ class AsyncOMEStream:
         self._state = "open"
         self.stats = StreamStats()
         return self
+
+    def _inflight_limit(self, backend: Backend) -> int:
+        # Many small blocks need many writes in flight to hide per-object latency; large
+        # blocks need few. Blocks in flight are bounded by bytes as well as by the backend.
+        block = backend.block_shape(0)
+        block_bytes = math.prod(block) * self.layout.dtype.itemsize
+        by_bytes = max(1, INFLIGHT_BYTES // max(1, block_bytes))
+        return max(1, min(backend.max_inflight, max(by_bytes, 2)))
 
     async def __aexit__(
         self,

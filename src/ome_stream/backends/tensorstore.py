@@ -141,7 +141,7 @@ def _array_metadata(array: ArraySpec, compression: str | None) -> dict[str, Any]
 class TensorStoreBackend(Backend):
     """Writes every array with tensorstore; places NGFF group documents in its kvstore."""
 
-    max_inflight = 4
+    max_inflight = 32
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)

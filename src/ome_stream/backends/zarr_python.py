@@ -101,7 +101,7 @@ def open_store(root: str, storage_options: dict[str, str] | None = None) -> Any:
 class ZarrPythonBackend(Backend):
     """Writes every array with zarr-python; places NGFF group documents in its store."""
 
-    max_inflight = 4
+    max_inflight = 16
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
