@@ -29,16 +29,29 @@ def level_shape(size: int, level: int) -> int:
     return -(-size // (1 << level))
 
 
-def bin_frame(values: np.ndarray, method: str) -> np.ndarray:
-    """Bin a 2-D array 2x2 (``sum`` or ``max``), padding odd edges with no contribution."""
+def bin_frame(values: np.ndarray, method: str, accumulator: Any = None) -> np.ndarray:
+    """Bin a 2-D array 2x2 (``sum`` or ``max``); odd edges contribute nothing extra.
+
+    Sums are accumulated in ``accumulator`` (default: the input's dtype).
+    """
     height, width = values.shape
     pad_y, pad_x = height % 2, width % 2
     if pad_y or pad_x:
-        fill = -np.inf if method == "max" else 0
+        if method == "max":
+            fill = np.iinfo(values.dtype).min if values.dtype.kind in "iu" else -np.inf
+        else:
+            fill = 0
         values = np.pad(values, ((0, pad_y), (0, pad_x)), constant_values=fill)
-    blocks = values.reshape(values.shape[0] // 2, 2, values.shape[1] // 2, 2)
-    reduced: np.ndarray = blocks.max(axis=(1, 3)) if method == "max" else blocks.sum(axis=(1, 3))
-    return reduced
+    # four strided views combined element-wise: much faster than a reshape-and-reduce
+    a, b = values[0::2, 0::2], values[1::2, 0::2]
+    c, d = values[0::2, 1::2], values[1::2, 1::2]
+    if method == "max":
+        return np.maximum(np.maximum(a, b), np.maximum(c, d))
+    total = a.astype(accumulator or values.dtype)
+    total += b
+    total += c
+    total += d
+    return total
 
 
 @dataclass
@@ -81,6 +94,14 @@ class PyramidBuilder:
     _bins: dict[tuple[int, tuple[int, ...]], _Bin] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Exact sums in the narrowest type that cannot overflow: uint32/int64 for integer
+        # pixels (uint16 with a few levels fits uint32), float64 otherwise.
+        self._accumulator: Any = np.float64
+        if self.dtype.kind in "iu":
+            planes = (1 << (self.levels - 1)) if self.z_axis is not None else 1
+            bound = int(np.iinfo(self.dtype).max) * 4 ** (self.levels - 1) * planes
+            unsigned = self.dtype.kind == "u"
+            self._accumulator = np.uint32 if unsigned and bound < 2**32 else np.int64
         if self.pyramid.method == "mean":
             counts = np.ones(self.frame_shape)
             self._counts = [counts]
@@ -106,9 +127,12 @@ class PyramidBuilder:
         ready: list[tuple[int, tuple[int, ...], np.ndarray]] = []
         if frame is None:
             frame = np.zeros(self.frame_shape, self.dtype)
-        current: np.ndarray = frame if method == "nearest" else frame.astype(np.float64)
+        current: np.ndarray = frame
         for level in range(1, self.levels):
-            current = current[::2, ::2] if method == "nearest" else bin_frame(current, method)
+            if method == "nearest":
+                current = current[::2, ::2]
+            else:
+                current = bin_frame(current, method, self._accumulator)
             if self.z_axis is None:
                 ready.append((level, index, self._finish(level, current, 1)))
                 continue
@@ -125,7 +149,9 @@ class PyramidBuilder:
                 bin_ = _Bin(None, 0, self._planes(level, z // step))
                 self._bins[key] = bin_
             if bin_.value is None:
-                bin_.value = current.copy()
+                bin_.value = current.astype(
+                    self._accumulator if method == "mean" else current.dtype, copy=True
+                )
             elif method == "max":
                 np.maximum(bin_.value, current, out=bin_.value)
             else:
