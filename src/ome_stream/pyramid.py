@@ -46,8 +46,9 @@ def bin_frame(values: np.ndarray, method: str, accumulator: Any = None) -> np.nd
     a, b = values[0::2, 0::2], values[1::2, 0::2]
     c, d = values[0::2, 1::2], values[1::2, 1::2]
     if method == "max":
-        return np.maximum(np.maximum(a, b), np.maximum(c, d))
-    total = a.astype(accumulator or values.dtype)
+        largest: np.ndarray = np.maximum(np.maximum(a, b), np.maximum(c, d))
+        return largest
+    total: np.ndarray = a.astype(accumulator or values.dtype)
     total += b
     total += c
     total += d
