@@ -304,3 +304,26 @@ def test_killed_writer_leaves_every_finished_page_readable(tmp_path: Path) -> No
     assert len(pages) >= 21
     for i, page in enumerate(pages):
         np.testing.assert_array_equal(page, np.full((64, 64), i, "uint16"))
+
+
+def test_update_metadata_after_close_rewrites_the_ome_xml(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "u.ome.tiff",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
+    )
+    frames = make_frames(2, (8, 8), dtype="uint8")
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    documents = stream.get_metadata()
+    assert set(documents) == {0}
+    documents[0].images[0].name = "renamed after the run"
+    documents[0].images[0].description = "a note added later"
+    stream.update_metadata(documents)
+    data, ome = read_tiff(tmp_path / "u.ome.tiff")
+    np.testing.assert_array_equal(data, frames)
+    assert ome.images[0].name == "renamed after the run"
+    assert ome.images[0].description == "a note added later"
+    with pytest.raises(TypeError, match="must be ome_types.OME"):
+        stream.update_metadata({0: "<OME/>"})
