@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import zarr
+from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
+from ome_zarr_models.v05.hcs import HCS
 
+from conftest import make_frames
 from ome_stream import (
+    AcquisitionSettings,
     PositionDimension,
     create_stream,
     dims_from_useq,
@@ -19,7 +27,21 @@ from ome_stream.router import FrameRouter
 
 useq = pytest.importorskip("useq", reason="useq-schema: pip install 'ome-stream[useq]'")
 
+
+def _absolute_grid_sequence() -> Any:
+    # useq warns that stage x/y are replaced by an absolute grid; that is the point here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return useq.MDASequence(
+            axis_order="tpgcz",
+            stage_positions=[(5, 5, 1.0), (9, 9, 2.0)],
+            grid_plan={"top": 0, "left": 0, "bottom": -2, "right": 2, "fov_width": 2},
+            channels=["A"],
+        )
+
+
 SEQUENCES = {
+    # plain products of plans: the layout comes from the plans alone
     "tpgcz": useq.MDASequence(
         axis_order="tpgcz",
         time_plan={"interval": 2, "loops": 2},
@@ -35,6 +57,16 @@ SEQUENCES = {
         channels=["A"],
         stage_positions=[(0, 0), (1, 1)],
     ),
+    "grid-before-positions": useq.MDASequence(
+        axis_order="gpcz",
+        channels=["A", "B"],
+        stage_positions=[(0, 0), (100, 100)],
+        grid_plan={"rows": 2, "columns": 1, "fov_width": 3, "fov_height": 3},
+    ),
+    "grid-only": useq.MDASequence(
+        channels=["A"], grid_plan={"rows": 2, "columns": 2, "fov_width": 1, "fov_height": 1}
+    ),
+    "absolute-grid": _absolute_grid_sequence(),
     "plate": useq.MDASequence(
         channels=["DAPI", "GFP"],
         stage_positions=useq.WellPlatePlan(
@@ -44,114 +76,412 @@ SEQUENCES = {
             well_points_plan={"rows": 1, "columns": 2, "fov_width": 100, "fov_height": 100},
         ),
     ),
+    "plate-random-points-and-grid": useq.MDASequence(
+        z_plan={"range": 1, "step": 1},
+        stage_positions=useq.WellPlatePlan(
+            plate=24,
+            a1_center_xy=(0, 0),
+            selected_wells=([0, 1], [1, 2]),
+            well_points_plan={"num_points": 2, "random_seed": 3},
+        ),
+        grid_plan={"rows": 1, "columns": 2, "fov_width": 1, "fov_height": 1},
+    ),
     "time-only": useq.MDASequence(time_plan={"interval": 1, "loops": 4}),
+    "autofocus": useq.MDASequence(
+        channels=["A", "B"],
+        z_plan={"range": 2, "step": 1},
+        stage_positions=[(0, 0, 0), (1, 1, 1)],
+        autofocus_plan={"autofocus_motor_offset": 10, "axes": ("p",)},
+    ),
+    # sub-sequences: the layout is read from the events and checked against them
+    "sub-z-same-shape": useq.MDASequence(
+        axis_order="tpcz",
+        time_plan={"interval": 1, "loops": 2},
+        channels=["A", "B"],
+        stage_positions=[
+            {"x": 0, "y": 0, "z": 10, "sequence": {"z_plan": {"range": 2, "step": 1}}},
+            {"x": 5, "y": 5, "z": 20, "sequence": {"z_plan": {"above": 1, "below": 1, "step": 1}}},
+        ],
+    ),
+    "sub-grids-of-different-size": useq.MDASequence(
+        axis_order="tcpg",
+        channels=["A", "B"],
+        stage_positions=[
+            {"x": 0, "y": 0, "sequence": {"grid_plan": {"rows": 1, "columns": 2}}},
+            {"x": 50, "y": 50, "name": "big", "sequence": {"grid_plan": {"rows": 1, "columns": 3}}},
+        ],
+    ),
 }
 
 
-@pytest.mark.parametrize("name", SEQUENCES)
-def test_event_order_is_the_acquisition_order(name: str) -> None:
-    sequence = SEQUENCES[name]
-    settings = useq_to_acquisition_settings(
-        sequence, root_path="x.ome.zarr", dtype="uint16", image_width=8, image_height=6
+def image_events(sequence: Any) -> list[Any]:
+    """The events that take a frame (autofocus events take none)."""
+    return [e for e in sequence if isinstance(e.action, useq.AcquireImage)]
+
+
+def event_index(event: Any) -> dict[str, int]:
+    return {str(getattr(k, "value", k)): v for k, v in event.index.items()}
+
+
+def position_numbers(sequence: Any, events: list[Any]) -> list[int]:
+    """Each event's place on the position axis: (p, g) flattened, outer axis first."""
+    used = set().union(*(event_index(e) for e in events))
+    axes = [a for a in sequence.axis_order if a in ("p", "g") and a in used]
+    axes += [a for a in ("p", "g") if a in used and a not in axes]
+    keys = [tuple(event_index(e).get(a, 0) for a in axes) for e in events]
+    number = {key: n for n, key in enumerate(sorted(set(keys)))}
+    return [number[key] for key in keys]
+
+
+def make(sequence: Any, root: Path | str = "x.ome.zarr", **kwargs: Any) -> AcquisitionSettings:
+    return useq_to_acquisition_settings(
+        sequence, root_path=str(root), dtype="uint16", image_width=8, image_height=6, **kwargs
     )
+
+
+@pytest.mark.parametrize("name", SEQUENCES)
+def test_frame_number_of_every_event_is_its_place_in_iteration(name: str) -> None:
+    sequence = SEQUENCES[name]
+    settings = make(sequence)
     router = FrameRouter(settings)
-    names = [d.name for d in settings.dimensions[:-2]]
-    events = list(sequence)
+    events = image_events(sequence)
     assert settings.num_frames == len(events)
-    position_of = {}
-    for number, event in enumerate(events):
-        index = {str(getattr(k, "value", k)): v for k, v in event.index.items()}
-        acquisition = router.acquisition_index(number)
-        for axis, value in zip(names, acquisition, strict=True):
-            if axis == "p":  # positions flatten p (and g) in iteration order
-                key = (index.get("p", 0), index.get("g", 0))
-                position_of.setdefault(key, value)
-                assert position_of[key] == value
-            else:
-                assert index.get(axis, 0) == value
     assert settings.frame_shape == (6, 8)
+    positions = position_numbers(sequence, events)
+    dims = settings.dimensions[:-2]
+    for number, (event, position) in enumerate(zip(events, positions, strict=True)):
+        index = event_index(event)
+        acquisition = tuple(
+            position if isinstance(d, PositionDimension) else index.get(d.name, 0) for d in dims
+        )
+        assert router.frame_number(acquisition) == number
+        assert router.acquisition_index(number) == acquisition
+        for dim, value in zip(dims, acquisition, strict=True):
+            if isinstance(dim, PositionDimension):
+                stored = dim.positions[value]
+                assert (stored.x, stored.y) == pytest.approx((event.x_pos, event.y_pos))
+                if stored.plate_row is not None:
+                    # useq names a plate position after its well, e.g. 'B4_0001'
+                    well = event.pos_name.split("_")[0]
+                    assert f"{stored.plate_row}{stored.plate_column}" == well
+            elif dim.name == "c":
+                assert dim.channels is not None
+                assert dim.channels[value].name == event.channel.config
 
 
-def test_metadata_of_the_dimensions() -> None:
-    dims = dims_from_useq(SEQUENCES["tpgcz"], 8, 6, pixel_size_um=0.65)
+def test_dimension_metadata() -> None:
+    dims = dims_from_useq(
+        SEQUENCES["tpgcz"],
+        8,
+        6,
+        pixel_size_um=0.65,
+        chunk_shapes={"z": 3, "y": 3},
+        shard_shapes={"t": 2},
+    )
     assert [d.name for d in dims] == ["t", "p", "c", "z", "y", "x"]
-    t, p, c, z, y, _ = dims
-    assert (t.count, t.scale, t.unit) == (2, 2.0, "second")
+    t, p, c, z, y, x = dims
     assert isinstance(p, PositionDimension)
+    assert not isinstance(t, PositionDimension)
+    assert (t.count, t.scale, t.unit, t.type, t.shard_size_chunks) == (2, 2.0, "second", "time", 2)
     assert [pos.name for pos in p.positions] == [
         "p000_g000",
         "p000_g001",
         "cellB_g000",
         "cellB_g001",
     ]
-    assert p.positions[3].x == 10 + 2.5 and p.positions[3].z == 5
-    assert [ch.name for ch in c.channels] == ["DAPI", "FITC"]
-    assert (z.count, z.scale) == (3, 1.0)
-    assert y.scale == 0.65
+    # a relative grid is centred on the stage position; z comes from the stage position
+    assert [(pos.x, pos.y, pos.z) for pos in p.positions] == [
+        (-2.5, 0.0, 0.0),
+        (2.5, 0.0, 0.0),
+        (7.5, 10.0, 5.0),
+        (12.5, 10.0, 5.0),
+    ]
+    assert not isinstance(c, PositionDimension)
+    assert c.channels is not None
+    assert ([ch.name for ch in c.channels], c.type) == (["DAPI", "FITC"], "channel")
+    assert not isinstance(z, PositionDimension)
+    assert (z.count, z.scale, z.unit, z.chunk_size) == (3, 1.0, "micrometer", 3)
+    assert not isinstance(y, PositionDimension) and not isinstance(x, PositionDimension)
+    assert (y.count, y.scale, y.unit, y.chunk_size) == (6, 0.65, "micrometer", 3)
+    assert (x.count, x.scale, x.unit, x.chunk_size) == (8, 0.65, "micrometer", None)
 
 
-def test_well_plate_plan_becomes_a_plate(tmp_path: Path) -> None:
-    settings = useq_to_acquisition_settings(
-        SEQUENCES["plate"],
-        root_path=tmp_path / "p.ome.zarr",
-        dtype="uint8",
-        image_width=4,
-        image_height=4,
+def test_without_pixel_size_or_step_there_is_no_unit_and_units_override() -> None:
+    sequence = useq.MDASequence(
+        time_plan={"interval": 3, "loops": 2}, z_plan={"relative": [0, 1, 3]}
     )
+    t, z, y, x = dims_from_useq(sequence, 4, 4)
+    assert not isinstance(t, PositionDimension) and not isinstance(z, PositionDimension)
+    assert (t.scale, t.unit) == (3.0, "second")
+    assert (z.count, z.scale, z.unit) == (3, None, None)  # planes not evenly spaced
+    assert not isinstance(y, PositionDimension) and not isinstance(x, PositionDimension)
+    assert (y.scale, y.unit, x.scale, x.unit) == (None, None, None, None)
+    t, z, _, x = dims_from_useq(
+        sequence, 4, 4, units={"t": (500.0, "millisecond"), "z": (0.3, "nm"), "x": None}
+    )
+    assert not isinstance(t, PositionDimension) and not isinstance(z, PositionDimension)
+    assert not isinstance(x, PositionDimension)
+    assert (t.scale, t.unit, z.scale, z.unit, x.scale) == (
+        500.0,
+        "millisecond",
+        0.3,
+        "nanometer",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("plans", "t_scale", "z_scale"),
+    [
+        ({"time_plan": {"duration": 4, "loops": 3}}, 2.0, None),
+        ({"time_plan": {"interval": 0.25, "duration": 1}}, 0.25, None),
+        ({"time_plan": [{"interval": 1, "loops": 2}, {"interval": 1, "loops": 3}]}, 1.0, None),
+        ({"time_plan": [{"interval": 1, "loops": 2}, {"interval": 5, "loops": 3}]}, None, None),
+        ({"z_plan": {"absolute": [1, 3, 5]}}, None, 2.0),
+        ({"z_plan": {"top": 4, "bottom": 0, "step": 2}}, None, 2.0),
+        ({"z_plan": {"above": 1, "below": 1, "step": 0.5}}, None, 0.5),
+    ],
+)
+def test_time_and_z_scales_of_every_plan(
+    plans: dict[str, Any], t_scale: float | None, z_scale: float | None
+) -> None:
+    sequence = useq.MDASequence(**plans)
+    dims = {d.name: d for d in dims_from_useq(sequence, 4, 4)}
+    sizes = {str(getattr(k, "value", k)): v for k, v in sequence.sizes.items() if v}
+    assert {n: d.count for n, d in dims.items() if n not in "yx"} == sizes
+    for axis, expected in (("t", t_scale), ("z", z_scale)):
+        if axis in dims:
+            dim = dims[axis]
+            assert not isinstance(dim, PositionDimension)
+            assert dim.scale == expected
+
+
+def test_well_plate_plan_becomes_a_plate() -> None:
+    settings = make(SEQUENCES["plate"])
     assert settings.plate is not None
     assert settings.plate.row_names == list("ABCDEFGH")
     assert settings.plate.column_names == [str(i) for i in range(1, 13)]
-    positions = settings.positions
-    assert [(p.plate_row, p.plate_column, p.name) for p in positions] == [
+    assert [(p.plate_row, p.plate_column, p.name) for p in settings.positions] == [
         ("A", "1", "fov0"),
         ("A", "1", "fov1"),
         ("B", "4", "fov0"),
         ("B", "4", "fov1"),
     ]
-    events = list(SEQUENCES["plate"])
-    with create_stream(settings) as stream:
-        for i, _ in enumerate(events):
-            stream.append(np.full((4, 4), i, "uint8"))
-    root = tmp_path / "p.ome.zarr"
-    assert zarr.open_array(str(root / "B" / "4" / "1" / "0"), mode="r")[1, 0, 0] == 7
+    big = useq.MDASequence(
+        stage_positions=useq.WellPlatePlan(
+            plate=1536, a1_center_xy=(0, 0), selected_wells=([31], [47])
+        )
+    )
+    settings = make(big)
+    assert settings.plate is not None
+    assert settings.plate.row_names[25:28] == ["Z", "AA", "AB"]
+    assert len(settings.plate.row_names) == 32 and settings.plate.column_names[-1] == "48"
+    assert [(p.plate_row, p.plate_column) for p in settings.positions] == [("AF", "48")]
+
+
+def test_repeated_position_names_are_numbered() -> None:
+    sequence = useq.MDASequence(
+        stage_positions=[{"x": 0, "name": "cell"}, {"x": 1, "name": "cell"}, {"x": 2}]
+    )
+    (positions, *_) = dims_from_useq(sequence, 4, 4)
+    assert isinstance(positions, PositionDimension)
+    assert [p.name for p in positions.positions] == ["cell", "cell_1", "p002"]
+
+
+def test_a_dict_is_accepted_as_sequence() -> None:
+    settings = make({"channels": ["A", "B"], "z_plan": {"range": 1, "step": 1}})
+    assert [(d.name, d.count) for d in settings.dimensions] == [
+        ("c", 2),
+        ("z", 2),
+        ("y", 6),
+        ("x", 8),
+    ]
+
+
+def _image_paths(root: Path) -> list[str]:
+    """Image paths in position order, from the NGFF metadata (plate or bioformats2raw)."""
+    group = zarr.open_group(str(root), mode="r")
+    ome = dict(group.attrs)["ome"]
+    if "plate" not in ome:
+        BioFormats2Raw.from_zarr(group)
+        series = dict(zarr.open_group(str(root / "OME"), mode="r").attrs)["ome"]["series"]
+        return list(series)
+    HCS.from_zarr(group)
+    paths = []
+    for well in ome["plate"]["wells"]:
+        images = dict(zarr.open_group(str(root / well["path"]), mode="r").attrs)["ome"]
+        paths += [f"{well['path']}/{image['path']}" for image in images["well"]["images"]]
+    return paths
 
 
 @pytest.mark.anyio
-async def test_end_to_end_frames_land_at_their_event(tmp_path: Path) -> None:
-    sequence = SEQUENCES["tpgcz"]
-    settings = useq_to_acquisition_settings(
-        sequence, root_path=tmp_path / "s.ome.zarr", dtype="uint16", image_width=8, image_height=6
-    )
-    events = list(sequence)
+@pytest.mark.parametrize("name", ["tpgcz", "plate", "autofocus", "sub-z-same-shape"])
+async def test_frames_land_at_their_event(tmp_path: Path, name: str) -> None:
+    sequence = SEQUENCES[name]
+    root = tmp_path / "mda.ome.zarr"
+    settings = make(sequence, root, format="tensorstore")
+    events = image_events(sequence)
+    frames = make_frames(len(events), (6, 8))
     async with open_stream(settings) as stream:
-        for number, event in enumerate(events):
-            await stream.append(
-                np.full((6, 8), number, "uint16"), metadata={"x": event.x_pos, "y": event.y_pos}
-            )
+        for event, frame in zip(events, frames, strict=True):
+            await stream.append(frame, metadata={"x": event.x_pos, "y": event.y_pos})
+
+    paths = _image_paths(root)
+    positions = position_numbers(sequence, events)
+    assert len(paths) == max(positions) + 1
+    if settings.plate is not None:
+        # the image of each event sits in the well useq names for that event
+        for event, position in zip(events, positions, strict=True):
+            well = event.pos_name.split("_")[0]
+            row, column = paths[position].split("/")[:2]
+            assert row + column == well
+    sizes: dict[str, int] = {}
+    for event in events:
+        for axis, value in event_index(event).items():
+            sizes[axis] = max(sizes.get(axis, 0), value + 1)
+    for number, (event, position) in enumerate(zip(events, positions, strict=True)):
+        array = zarr.open_array(str(root / paths[position] / "0"), mode="r")
+        image = dict(zarr.open_group(str(root / paths[position]), mode="r").attrs)["ome"]
+        axes = [axis["name"] for axis in image["multiscales"][0]["axes"]]
+        assert array.shape == tuple(sizes[a] if a in sizes else {"y": 6, "x": 8}[a] for a in axes)
+        index = event_index(event)
+        where = tuple(index.get(a, 0) if a not in ("y", "x") else slice(None) for a in axes)
+        np.testing.assert_array_equal(array[where], frames[number])
+
+
+def test_tpgcz_scales_reach_the_ngff_metadata(tmp_path: Path) -> None:
     root = tmp_path / "s.ome.zarr"
-    for number, event in enumerate(events):
-        index = {str(getattr(k, "value", k)): v for k, v in event.index.items()}
-        position = index["p"] * 2 + index["g"]
-        data = zarr.open_array(str(root / str(position) / "0"), mode="r")
-        # stored t, c, z (OME-Zarr order)
-        assert data[index["t"], index["c"], index["z"], 0, 0] == number
+    settings = make(SEQUENCES["tpgcz"], root, format="tensorstore", pixel_size_um=0.5)
+    with create_stream(settings) as stream:
+        for frame in make_frames(settings.num_frames or 0, (6, 8)):
+            stream.append(frame)
+    image = dict(zarr.open_group(str(root / "0"), mode="r").attrs)["ome"]["multiscales"][0]
+    axes = [(a["name"], a.get("unit")) for a in image["axes"]]
+    assert axes == [
+        ("t", "second"),
+        ("c", None),
+        ("z", "micrometer"),
+        ("y", "micrometer"),
+        ("x", "micrometer"),
+    ]
+    scale = image["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [2.0, 1.0, 1.0, 0.5, 0.5]
 
 
-def test_sub_sequences_and_split_axes_are_rejected() -> None:
-    sub = useq.MDASequence(
-        channels=["A"],
-        stage_positions=[
-            {"x": 0, "y": 0, "sequence": {"z_plan": {"range": 2, "step": 1}}},
-            {"x": 1, "y": 1},
-        ],
+REJECTED = {
+    "sub-sequences-of-different-size": (
+        useq.MDASequence(
+            axis_order="tpcz",
+            channels=["A"],
+            stage_positions=[
+                {"x": 0, "y": 0, "sequence": {"z_plan": {"range": 2, "step": 1}}},
+                {"x": 1, "y": 1, "name": "other", "sequence": {"z_plan": {"range": 4, "step": 1}}},
+            ],
+        ),
+        r"positions differ in shape.*p=0 has c=1, z=3 but position p=1 \('other'\) has c=1, z=5",
+    ),
+    "sub-sequence-on-one-position-only": (
+        useq.MDASequence(
+            axis_order="tpcz",
+            channels=["A"],
+            stage_positions=[
+                {"x": 0, "y": 0, "sequence": {"z_plan": {"range": 2, "step": 1}}},
+                {"x": 1, "y": 1},
+            ],
+        ),
+        r"positions differ in shape.*p=0 has c=1, z=3 but position p=1 has c=1",
+    ),
+    "sub-grid-inside-channels": (
+        useq.MDASequence(
+            channels=["A", "B"],
+            stage_positions=[
+                {"x": 0, "y": 0, "sequence": {"grid_plan": {"rows": 1, "columns": 2}}},
+                {"x": 1, "y": 1},
+            ],
+        ),
+        "image event 1 .* comes out of order",
+    ),
+    "sub-sequence-channels-differ": (
+        useq.MDASequence(
+            stage_positions=[
+                {"x": 0, "y": 0, "sequence": {"channels": ["A", "B"]}},
+                {"x": 1, "y": 1, "sequence": {"channels": ["A", "C"]}},
+            ],
+        ),
+        "channel 1 is 'B' at some positions and 'C' at others",
+    ),
+    "positions-and-grid-not-adjacent": (
+        useq.MDASequence(
+            axis_order="pcgz",
+            channels=["A", "B"],
+            stage_positions=[(0, 0), (1, 1)],
+            grid_plan={"rows": 1, "columns": 2, "fov_width": 1, "fov_height": 1},
+        ),
+        "axis_order 'pcg' separates positions",
+    ),
+    "acquire-every": (
+        useq.MDASequence(
+            time_plan={"interval": 1, "loops": 3},
+            channels=[{"config": "A", "acquire_every": 2}, "B"],
+        ),
+        "channel 'A' has acquire_every=2",
+    ),
+    "do-stack-false": (
+        useq.MDASequence(
+            z_plan={"range": 2, "step": 1}, channels=["A", {"config": "B", "do_stack": False}]
+        ),
+        "channel 'B' has do_stack=False: it takes one plane where the other channels take 3",
+    ),
+    "no-events": (useq.MDASequence(), "no image events"),
+}
+
+
+@pytest.mark.parametrize("name", REJECTED)
+def test_ragged_sequences_are_rejected_with_the_reason(name: str) -> None:
+    sequence, message = REJECTED[name]
+    with pytest.raises(ValueError, match=message):
+        make(sequence)
+
+
+def test_skipping_channels_are_fine_when_nothing_is_skipped() -> None:
+    # acquire_every with one time point, do_stack=False with one plane: still rectangular
+    sequence = useq.MDASequence(
+        time_plan={"interval": 1, "loops": 1},
+        z_plan={"range": 0, "step": 1},
+        channels=[{"config": "A", "acquire_every": 3, "do_stack": False}, "B"],
     )
-    with pytest.raises(ValueError, match="sub-sequence"):
-        dims_from_useq(sub, 4, 4)
-    split = useq.MDASequence(
-        axis_order="pcgz",
-        channels=["A", "B"],
-        stage_positions=[(0, 0), (1, 1)],
-        grid_plan={"rows": 1, "columns": 2, "fov_width": 1, "fov_height": 1},
+    settings = make(sequence)
+    assert settings.num_frames == len(image_events(sequence)) == 2
+
+
+def test_bad_options_and_inputs() -> None:
+    with pytest.raises(ValueError, match=r"chunk_shapes: unknown axis names \['p'\]"):
+        make(SEQUENCES["tczp"], chunk_shapes={"p": 1})
+    with pytest.raises(ValueError, match=r"units: unknown axis names \['T'\]"):
+        make(SEQUENCES["tczp"], units={"T": (1.0, "second")})
+    with pytest.raises(TypeError, match="got list"):
+        make([1, 2, 3])
+
+
+def test_missing_useq_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "useq", None)  # makes `import useq` fail
+    with pytest.raises(ImportError, match=r"pip install 'ome-stream\[useq\]'"):
+        dims_from_useq({"channels": ["A"]}, 4, 4)
+    with pytest.raises(ImportError, match=r"pip install 'ome-stream\[useq\]'"):
+        make({"channels": ["A"]})
+
+
+def test_ome_stream_imports_without_useq() -> None:
+    code = (
+        "import sys; sys.modules['useq'] = None\n"
+        "import ome_stream\n"
+        "assert callable(ome_stream.useq_to_acquisition_settings)\n"
+        "try:\n"
+        "    ome_stream.dims_from_useq({}, 4, 4)\n"
+        "except ImportError as err:\n"
+        "    print(err)\n"
     )
-    with pytest.raises(ValueError, match="must be adjacent"):
-        dims_from_useq(split, 4, 4)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "pip install 'ome-stream[useq]'" in result.stdout

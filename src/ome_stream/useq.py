@@ -1,88 +1,413 @@
-"""useq-schema integration (extra ``useq``): an MDASequence becomes settings in one call.
+"""useq-schema integration (extra ``useq``): an MDA sequence becomes settings in one call.
 
-The dimensions follow the sequence's ``axis_order`` — the order in which
-``for event in sequence`` yields frames — so frames can be appended as the events come.
-Stage positions and grid points become one :class:`PositionDimension` (grid points nested
-in positions); a well-plate plan becomes a :class:`Plate` with one position per field.
+``for event in sequence`` yields the frames of a ``useq.MDASequence`` in its ``axis_order``.
+The dimensions built here follow that same order, so the ``n``-th image event of the
+sequence is frame ``n`` of the stream: append one frame per event, as the events come.
+Stage positions and grid points become one :class:`~ome_stream.PositionDimension` (the
+``p`` and ``g`` axes flattened, in visiting order); a well-plate plan also gives the
+:class:`~ome_stream.Plate`.
+
+useq-schema is imported only when one of these functions runs, so ``import ome_stream``
+works without it.
 """
 
 from __future__ import annotations
 
-import string
+import itertools
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ome_stream.settings import (
     AcquisitionSettings,
     Channel,
     Dimension,
+    DimensionType,
     Plate,
     Position,
     PositionDimension,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
+    from types import ModuleType
 
 __all__ = ["dims_from_useq", "useq_to_acquisition_settings"]
 
+# The axes useq-schema iterates, in its default order.
+_USEQ_AXES = ("t", "p", "g", "c", "z")
+# Axes whose chunk/shard/unit options apply: the position axis is one image per position.
+_ARRAY_AXES = ("t", "c", "z", "y", "x")
 
-def _useq() -> Any:
+
+def _import_useq() -> ModuleType:
     try:
         import useq
     except ImportError:
         raise ImportError(
-            "useq-schema is not installed; run pip install 'ome-stream[useq]'"
+            "useq-schema is needed to read MDA sequences: pip install 'ome-stream[useq]'"
         ) from None
     return useq
 
 
 def _axis(key: Any) -> str:
+    # Event indices are keyed by useq's ``Axis`` (a str enum) or by plain strings.
     return str(getattr(key, "value", key))
 
 
-def _positions(sequence: Any) -> list[Position]:
-    """Stage positions x grid points (in iteration order), named and located."""
-    useq = _useq()
-    stage = sequence.stage_positions
-    plate_plan = stage if isinstance(stage, useq.WellPlatePlan) else None
-    points = list(plate_plan) if plate_plan is not None else list(stage or [])
-    for point in points:
-        if getattr(point, "sequence", None) is not None:
+@dataclass
+class _Frames:
+    """How the image events of a sequence fill one rectangular array per position."""
+
+    order: list[str]
+    """Acquisition axes, outermost first; ``p`` stands for the flattened (p, g) positions."""
+    sizes: dict[str, int]
+    """Size of each of t, c, z in ``order``."""
+    positions: list[Position]
+    channel_names: list[str]
+
+
+@dataclass
+class _Visit:
+    """One position of the flattened (p, g) axis: stage point, grid point, coordinates."""
+
+    point: Any
+    p_index: int | None
+    g_index: int | None
+    x: float | None
+    y: float | None
+    z: float | None
+
+
+def _as_sequence(sequence: Any, useq: ModuleType) -> Any:
+    if isinstance(sequence, useq.MDASequence):
+        return sequence
+    if isinstance(sequence, dict):
+        return useq.MDASequence.model_validate(sequence)
+    raise TypeError(
+        f"sequence must be a useq.MDASequence or a dict describing one, got "
+        f"{type(sequence).__name__}"
+    )
+
+
+def _merge_positions(axes: list[str]) -> list[str]:
+    """Replace the p and g axes by one position axis ``p`` where the first of them is."""
+    if "p" in axes and "g" in axes and abs(axes.index("p") - axes.index("g")) != 1:
+        raise ValueError(
+            f"axis_order {''.join(axes)!r} separates positions (p) and grid points (g): "
+            "they become one position dimension (one image per position and grid point), "
+            "so they must be adjacent, e.g. 'tpgcz'"
+        )
+    merged: list[str] = []
+    for axis in axes:
+        if axis in ("p", "g"):
+            if "p" not in merged:
+                merged.append("p")
+        else:
+            merged.append(axis)
+    return merged
+
+
+def _has_axes(sequence: Any) -> bool:
+    """Whether a position's sub-sequence iterates anything (and so changes the layout)."""
+    return sequence is not None and bool(
+        sequence.time_plan is not None
+        or sequence.stage_positions
+        or sequence.z_plan is not None
+        or sequence.channels
+        or sequence.grid_plan is not None
+    )
+
+
+def _stage_points(sequence: Any) -> list[Any]:
+    # A WellPlatePlan iterates its image positions (wells x fields), like a list does.
+    return list(sequence.stage_positions)
+
+
+def _check_channels(sequence: Any, sizes: Mapping[str, int]) -> None:
+    """Reject channels that skip frames: they make the array ragged."""
+    for channel in sequence.channels:
+        if channel.acquire_every > 1 and sizes.get("t", 0) > 1:
             raise ValueError(
-                f"position {point.name or point!r} has a sub-sequence: its frames cannot share "
-                "one rectangular layout with the others; write each sub-sequence separately"
+                f"channel {channel.config!r} has acquire_every={channel.acquire_every}: it "
+                "skips time points, so the channels have different numbers of time points "
+                "and cannot share one rectangular array; acquire every channel at every "
+                "time point, or write that channel as its own stream"
             )
-    grid = list(sequence.grid_plan.iter_grid_positions()) if sequence.grid_plan else [None]
-    if not points:
-        points = [None]
+        if not channel.do_stack and sizes.get("z", 0) > 1:
+            raise ValueError(
+                f"channel {channel.config!r} has do_stack=False: it takes one plane where "
+                f"the other channels take {sizes['z']}, so they cannot share one "
+                "rectangular array; use do_stack=True, or write that channel as its own "
+                "stream"
+            )
+
+
+def _frames_from_plans(sequence: Any, useq: ModuleType) -> _Frames:
+    """The layout of a sequence without sub-sequences: the plain product of its plans."""
+    sizes = {_axis(k): v for k, v in sequence.sizes.items()}
+    used = [_axis(a) for a in sequence.axis_order if sizes.get(_axis(a), 0) > 0]
+    order = _merge_positions(used)
+    points: list[Any] = _stage_points(sequence) if "p" in used else [None]
+    cells: list[Any] = list(sequence.iter_axis("g")) if "g" in used else [None]
+    pairs = [(p, g) for p in range(len(points)) for g in range(len(cells))]
+    if "g" in used and "p" in used and used.index("g") < used.index("p"):
+        # grid points outside positions: every position is visited at grid point 0 first
+        pairs.sort(key=lambda pair: (pair[1], pair[0]))
+    visits = []
+    for p, g in pairs:
+        point, cell = points[p], cells[g]
+        x, y = _grid_xy(point, cell)
+        visits.append(
+            _Visit(
+                point=point,
+                p_index=p if "p" in used else None,
+                g_index=g if "g" in used else None,
+                x=x,
+                y=y,
+                z=getattr(point, "z", None),
+            )
+        )
+    plate = isinstance(sequence.stage_positions, useq.WellPlatePlan)
+    return _Frames(
+        order=order,
+        sizes={a: sizes[a] for a in order if a != "p"},
+        positions=_positions(visits, plate=plate) if "p" in order else [],
+        channel_names=[c.config for c in sequence.channels] if "c" in used else [],
+    )
+
+
+def _grid_xy(point: Any, cell: Any) -> tuple[float | None, float | None]:
+    """Stage x/y of a grid point at a stage point, as useq-schema computes it for events."""
+    if cell is None:
+        return getattr(point, "x", None), getattr(point, "y", None)
+    if not cell.is_relative:
+        return cell.x, cell.y
+    return cell.x + (getattr(point, "x", None) or 0.0), cell.y + (getattr(point, "y", None) or 0.0)
+
+
+def _frames_from_events(sequence: Any, useq: ModuleType) -> _Frames:
+    """The layout of a sequence with sub-sequences, read from (and checked against) its events.
+
+    Sub-sequences can change the shape per position and the visiting order, so the events
+    themselves are the only reliable description; each is checked against the layout.
+    """
+    events = [e for e in sequence if isinstance(e.action, useq.AcquireImage)]
+    indices = [{_axis(k): int(v) for k, v in e.index.items()} for e in events]
+    if not events:
+        raise ValueError("the sequence has no image events: there is nothing to store")
+    present = set().union(*indices)
+    axis_order = [_axis(a) for a in sequence.axis_order]
+    axis_order += [a for a in _USEQ_AXES if a not in axis_order]
+    used = [a for a in axis_order if a in present]
+    order = _merge_positions(used)
+    position_axes = [a for a in used if a in ("p", "g")]
+    keys = [tuple(index.get(a, 0) for a in position_axes) for index in indices]
+    # A rectangular layout visits positions in (outer, inner) order, so sorting the keys
+    # gives the position axis; the order check below rejects sequences that do otherwise.
+    position_of = {key: number for number, key in enumerate(sorted(set(keys)))}
+    _check_same_shape(sequence, indices, keys, position_axes, [a for a in order if a != "p"])
+    sizes = {a: 1 + max(index.get(a, 0) for index in indices) for a in order if a != "p"}
+    counts = [len(position_of) if a == "p" else sizes[a] for a in order]
+    total = math.prod(counts)
+    if total != len(events):
+        raise ValueError(
+            f"the sequence has {len(events)} image events, but its axes "
+            f"{dict(zip(order, counts, strict=True))} make {total}: its frames do not fill "
+            "one rectangular array"
+        )
+    for number, (index, key) in enumerate(zip(indices, keys, strict=True)):
+        got = tuple(position_of[key] if a == "p" else index.get(a, 0) for a in order)
+        expected = _unravel(number, counts)
+        if got != expected:
+            raise ValueError(
+                f"image event {number} (index {index}) comes out of order: a rectangular "
+                f"{''.join(order)} layout of sizes {counts} expects "
+                f"{dict(zip(order, expected, strict=True))} there. This happens when a "
+                "position's sub-sequence iterates inside axes of the outer sequence (e.g. a "
+                "sub-sequence grid_plan under outer channels or z); put those axes in the "
+                "sub-sequence too, or write the positions as separate streams"
+            )
+    channel_names = _event_channel_names(events, indices) if "c" in order else []
+    positions: list[Position] = []
+    if "p" in order:
+        points = _stage_points(sequence)
+        first_event: dict[tuple[int, ...], tuple[Any, dict[str, int]]] = {}
+        for event, key, index in zip(events, keys, indices, strict=True):
+            first_event.setdefault(key, (event, index))
+        visits = []
+        for key in sorted(first_event):
+            event, index = first_event[key]
+            p_index = index.get("p") if "p" in used else None
+            point = points[p_index] if p_index is not None else None
+            visits.append(
+                _Visit(
+                    point=point,
+                    p_index=p_index,
+                    g_index=index.get("g") if "g" in used else None,
+                    x=event.x_pos,
+                    y=event.y_pos,
+                    z=getattr(point, "z", None),
+                )
+            )
+        positions = _positions(visits, plate=False)
+    return _Frames(order=order, sizes=sizes, positions=positions, channel_names=channel_names)
+
+
+def _unravel(number: int, counts: list[int]) -> tuple[int, ...]:
+    index = []
+    for count in reversed(counts):
+        number, rest = divmod(number, count)
+        index.append(rest)
+    return tuple(reversed(index))
+
+
+def _check_same_shape(
+    sequence: Any,
+    indices: list[dict[str, int]],
+    keys: list[tuple[int, ...]],
+    position_axes: list[str],
+    axes: list[str],
+) -> None:
+    """Raise if positions (e.g. through their sub-sequences) differ in t/c/z sizes."""
+    shapes: dict[tuple[int, ...], dict[str, int]] = {}
+    for index, key in zip(indices, keys, strict=True):
+        shape = shapes.setdefault(key, dict.fromkeys(axes, 0))
+        for axis in axes:
+            shape[axis] = max(shape[axis], index.get(axis, -1) + 1)
+    distinct = {tuple(shape.items()): key for key, shape in shapes.items()}
+    if len(distinct) > 1:
+        (shape_a, key_a), (shape_b, key_b) = list(distinct.items())[:2]
+        raise ValueError(
+            f"positions differ in shape, so they cannot share one rectangular layout: "
+            f"{_describe(sequence, position_axes, key_a)} has {_sizes_text(shape_a)} but "
+            f"{_describe(sequence, position_axes, key_b)} has {_sizes_text(shape_b)} "
+            "(per-position sub-sequences must give every position the same t, c and z "
+            "sizes); write such positions as separate streams"
+        )
+
+
+def _describe(sequence: Any, position_axes: list[str], key: tuple[int, ...]) -> str:
+    where = ", ".join(f"{axis}={value}" for axis, value in zip(position_axes, key, strict=True))
+    name = None
+    if "p" in position_axes:
+        name = list(sequence.stage_positions)[key[position_axes.index("p")]].name
+    return f"position {where}" + (f" ({name!r})" if name else "")
+
+
+def _sizes_text(shape: tuple[tuple[str, int], ...]) -> str:
+    parts = [f"{axis}={size}" for axis, size in shape if size]
+    return ", ".join(parts) if parts else "one frame"
+
+
+def _event_channel_names(events: list[Any], indices: list[dict[str, int]]) -> list[str]:
+    names: dict[int, str] = {}
+    for event, index in zip(events, indices, strict=True):
+        c = index.get("c", 0)
+        name = event.channel.config if event.channel is not None else f"c{c}"
+        if names.setdefault(c, name) != name:
+            raise ValueError(
+                f"channel {c} is {names[c]!r} at some positions and {name!r} at others: "
+                "one channel axis needs the same channel at every position"
+            )
+    return [names[c] for c in sorted(names)]
+
+
+def _positions(visits: list[_Visit], *, plate: bool) -> list[Position]:
+    """Named positions: the stage position's name (or pNNN) plus _gNNN for grid points."""
     positions = []
-    for index, point in enumerate(points):
-        base = (point.name if point is not None and point.name else None) or f"p{index:03d}"
-        for g_index, cell in enumerate(grid):
-            name = base if cell is None or len(grid) == 1 else f"{base}_g{g_index:03d}"
-            x = getattr(point, "x", None)
-            y = getattr(point, "y", None)
-            z = getattr(point, "z", None)
-            if cell is not None and getattr(cell, "is_relative", True):
-                x = (x or 0.0) + cell.x
-                y = (y or 0.0) + cell.y
-            kwargs: dict[str, Any] = {"name": name, "x": x, "y": y, "z": z}
-            if plate_plan is not None:
-                kwargs["name"] = f"fov{_field(point.name)}"
-                kwargs["plate_row"] = _row_name(point.plate_row)
-                kwargs["plate_column"] = str(point.plate_col + 1)
-            positions.append(Position(**kwargs))
+    seen: set[tuple[str | None, str | None, str]] = set()
+    fields: dict[tuple[str, str], int] = {}
+    for visit in visits:
+        point = visit.point
+        row = column = None
+        if plate:
+            row = _row_name(point.plate_row)
+            column = str(point.plate_col + 1)
+            fields[(row, column)] = fields.get((row, column), -1) + 1
+            name = f"fov{fields[(row, column)]}"
+        else:
+            base = getattr(point, "name", None) or (
+                f"p{visit.p_index:03d}" if visit.p_index is not None else None
+            )
+            if visit.g_index is None:
+                name = base or "p000"
+            else:
+                grid = f"g{visit.g_index:03d}"
+                name = f"{base}_{grid}" if base else grid
+        # useq allows repeated names; positions must be unique (per well), so number repeats.
+        unique, repeat = name, 1
+        while (row, column, unique) in seen:
+            unique, repeat = f"{name}_{repeat}", repeat + 1
+        seen.add((row, column, unique))
+        positions.append(
+            Position(
+                name=unique, plate_row=row, plate_column=column, x=visit.x, y=visit.y, z=visit.z
+            )
+        )
     return positions
 
 
-def _field(name: str) -> int:
-    suffix = name.rsplit("_", 1)[-1]
-    return int(suffix) if suffix.isdigit() else 0
-
-
 def _row_name(index: int) -> str:
-    letters = string.ascii_uppercase
-    return letters[index] if index < 26 else letters[index // 26 - 1] + letters[index % 26]
+    """Plate row name as useq-schema spells it: A..Z, then AA, AB, ..."""
+    name = ""
+    while index >= 0:
+        name = chr(ord("A") + index % 26) + name
+        index = index // 26 - 1
+    return name
+
+
+def _only(values: Iterable[float | None]) -> float | None:
+    """The single positive value, or None when there is none or they disagree."""
+    distinct = {v for v in values if v is not None}
+    if len(distinct) != 1:
+        return None
+    value = distinct.pop()
+    return value if value > 0 else None
+
+
+def _interval_seconds(plan: Any) -> float | None:
+    """Time between time points; None when the plan has no single interval."""
+    values = []
+    for phase in getattr(plan, "phases", None) or [plan]:
+        try:
+            values.append(phase.interval.total_seconds())
+        except ZeroDivisionError:
+            # A duration plan of one loop has no interval (useq divides by loops - 1).
+            continue
+    return _only(values)
+
+
+def _z_step(plan: Any) -> float | None:
+    """Distance between z planes in micrometers; None when they are not evenly spaced."""
+    step = getattr(plan, "step", None)
+    if step:
+        return abs(float(step))
+    planes = [float(z) for z in plan]
+    if len(planes) < 2:
+        return None
+    steps = [b - a for a, b in itertools.pairwise(planes)]
+    if all(math.isclose(s, steps[0], rel_tol=1e-9, abs_tol=1e-12) for s in steps):
+        return abs(steps[0]) or None
+    return None
+
+
+def _layout(sequence: Any, useq: ModuleType) -> tuple[_Frames, list[Any]]:
+    """The frames layout, and the sequences whose plans describe the axes."""
+    sizes = {_axis(k): v for k, v in sequence.sizes.items()}
+    _check_channels(sequence, sizes)
+    subs = []
+    if not isinstance(sequence.stage_positions, useq.WellPlatePlan):
+        subs = [p.sequence for p in sequence.stage_positions if _has_axes(p.sequence)]
+    for sub in subs:
+        _check_channels(sub, {_axis(k): v for k, v in sub.sizes.items()})
+    if subs:
+        frames = _frames_from_events(sequence, useq)
+    else:
+        frames = _frames_from_plans(sequence, useq)
+        if not frames.order:
+            raise ValueError("the sequence has no image events: there is nothing to store")
+    return frames, [sequence, *subs]
 
 
 def dims_from_useq(
@@ -92,98 +417,107 @@ def dims_from_useq(
     *,
     pixel_size_um: float | None = None,
     chunk_shapes: Mapping[str, int] | None = None,
+    shard_shapes: Mapping[str, int] | None = None,
+    units: Mapping[str, tuple[float, str] | None] | None = None,
 ) -> list[Dimension | PositionDimension]:
-    """The dimensions of ``sequence`` (a ``useq.MDASequence``), in its acquisition order.
+    """The dimensions of an MDA sequence, in the order its events are acquired.
+
+    Frame ``n`` of a stream with these dimensions is the ``n``-th event of
+    ``for event in sequence`` whose action is ``useq.AcquireImage`` (autofocus events
+    carry no frame).
 
     Parameters
     ----------
     sequence
-        The MDA sequence; axes of size 0 or 1... are omitted when unused.
+        A ``useq.MDASequence``, or a dict that validates as one.
     image_width, image_height
         Frame size in pixels.
     pixel_size_um
-        Physical pixel size, recorded as the y/x scale.
+        Pixel size in micrometers: the x/y scale. Without it, x and y have no unit.
     chunk_shapes
-        Axis name to chunk size (default: whole frames, 1 along other axes).
+        Elements per chunk by axis name (``t``, ``c``, ``z``, ``y``, ``x``); default whole
+        frames and 1 along the other axes. Axes the sequence does not use are ignored.
+    shard_shapes
+        Chunks per shard by axis name (zarr v3 sharding), as for ``chunk_shapes``.
+    units
+        ``(scale, unit)`` by axis name, replacing what the sequence says (``None``: no
+        scale or unit), e.g. ``{"t": (0.5, "second")}``.
+
+    Returns
+    -------
+    list of Dimension and PositionDimension
+        ``t`` (time plan; scale = interval in seconds), ``c`` (channels, as
+        ``Channel(name=config)``), ``z`` (z plan; scale = step in micrometers) and the
+        positions (stage positions x grid points, or the fields of a well-plate plan) in
+        the sequence's ``axis_order``, then ``y`` and ``x``. Unused axes are left out.
+
+    Raises
+    ------
+    ImportError
+        useq-schema is not installed.
+    ValueError
+        The frames cannot fill one rectangular array per position: ``p`` and ``g`` not
+        adjacent in ``axis_order``, channels with ``acquire_every > 1`` or
+        ``do_stack=False``, positions whose sub-sequences differ in shape or order, or
+        an unknown axis name in ``chunk_shapes``/``shard_shapes``/``units``.
 
     Examples
     --------
-    >>> import useq                                     # doctest: +SKIP
+    >>> import useq  # doctest: +SKIP
     >>> seq = useq.MDASequence(time_plan={"interval": 1, "loops": 3}, channels=["DAPI"])
     >>> [d.name for d in dims_from_useq(seq, 512, 512)]  # doctest: +SKIP
     ['t', 'c', 'y', 'x']
 
     """
-    useq = _useq()
-    if not isinstance(sequence, useq.MDASequence):
-        sequence = useq.MDASequence.model_validate(sequence)
-    sizes = {_axis(k): v for k, v in sequence.sizes.items()}
+    useq = _import_useq()
+    sequence = _as_sequence(sequence, useq)
+    options = {"chunk_shapes": chunk_shapes, "shard_shapes": shard_shapes, "units": units}
+    for option, mapping in options.items():
+        unknown = sorted(set(mapping or {}) - set(_ARRAY_AXES))
+        if unknown:
+            raise ValueError(
+                f"{option}: unknown axis names {unknown}; use {list(_ARRAY_AXES)} (positions "
+                "are separate images, so they have no chunk, shard or unit)"
+            )
+    frames, plans = _layout(sequence, useq)
+    time_plans = [s.time_plan for s in plans if s.time_plan is not None]
+    z_plans = [s.z_plan for s in plans if s.z_plan is not None]
+    scales: dict[str, tuple[float | None, str | None]] = {
+        "t": (_only(_interval_seconds(p) for p in time_plans), "second"),
+        "z": (_only(_z_step(p) for p in z_plans), "micrometer"),
+        "y": (pixel_size_um, "micrometer"),
+        "x": (pixel_size_um, "micrometer"),
+    }
     chunks = dict(chunk_shapes or {})
-    order = [_axis(a) for a in sequence.axis_order if sizes.get(_axis(a), 0) > 0]
-    position_axes = [a for a in order if a in ("p", "g")]
-    if len(position_axes) == 2 and abs(order.index("p") - order.index("g")) != 1:
-        raise ValueError(
-            f"axis_order {''.join(order)!r} separates positions (p) and grid points (g); "
-            "they must be adjacent to form one position dimension"
-        )
+    shards = dict(shard_shapes or {})
+    kinds: dict[str, DimensionType] = {
+        "t": "time",
+        "c": "channel",
+        "z": "space",
+        "y": "space",
+        "x": "space",
+    }
+    counts = {**frames.sizes, "y": image_height, "x": image_width}
     dims: list[Dimension | PositionDimension] = []
-    positions_added = False
-    for axis in order:
-        if axis in ("p", "g"):
-            if not positions_added:
-                dims.append(PositionDimension(positions=_positions(sequence)))
-                positions_added = True
+    for axis in [*frames.order, "y", "x"]:
+        if axis == "p":
+            dims.append(PositionDimension(positions=frames.positions))
             continue
-        size = sizes[axis]
-        if axis == "t":
-            interval = (
-                sequence.time_plan.interval.total_seconds()
-                if hasattr(sequence.time_plan, "interval")
-                else None
-            )
-            dims.append(
-                Dimension(
-                    name="t",
-                    count=size,
-                    type="time",
-                    unit="second",
-                    scale=interval or None,
-                    chunk_size=chunks.get("t"),
-                )
-            )
-        elif axis == "c":
-            dims.append(
-                Dimension(
-                    name="c",
-                    count=size,
-                    type="channel",
-                    coords=[Channel(name=c.config) for c in sequence.channels],
-                    chunk_size=chunks.get("c"),
-                )
-            )
-        elif axis == "z":
-            step = getattr(sequence.z_plan, "step", None)
-            dims.append(
-                Dimension(
-                    name="z",
-                    count=size,
-                    type="space",
-                    unit="micrometer",
-                    scale=step or None,
-                    chunk_size=chunks.get("z"),
-                )
-            )
-        else:
-            raise ValueError(f"useq axis {axis!r} has no OME dimension")
-    for name, size in (("y", image_height), ("x", image_width)):
+        scale, unit = scales.get(axis, (None, None))
+        if units is not None and axis in units:
+            override = units[axis]
+            scale, unit = override if override is not None else (None, None)
         dims.append(
             Dimension(
-                name=name,
-                count=size,
-                type="space",
-                unit="micrometer",
-                scale=pixel_size_um,
-                chunk_size=chunks.get(name),
+                name=axis,
+                count=counts[axis],
+                type=kinds[axis],
+                # A unit without a scale would claim one unit per element: leave both out.
+                unit=unit if scale else None,
+                scale=scale or None,
+                coords=[Channel(name=n) for n in frames.channel_names] if axis == "c" else None,
+                chunk_size=chunks.get(axis),
+                shard_size_chunks=shards.get(axis),
             )
         )
     return dims
@@ -198,17 +532,59 @@ def useq_to_acquisition_settings(
     image_height: int,
     pixel_size_um: float | None = None,
     chunk_shapes: Mapping[str, int] | None = None,
+    shard_shapes: Mapping[str, int] | None = None,
+    units: Mapping[str, tuple[float, str] | None] | None = None,
     **settings: Any,
 ) -> AcquisitionSettings:
-    """AcquisitionSettings for ``sequence``; extra keywords go to AcquisitionSettings.
+    """Settings that store an MDA sequence; append one frame per image event, in order.
 
-    A well-plate plan adds the ``plate`` (all rows and columns of the plate definition).
+    Parameters
+    ----------
+    sequence
+        A ``useq.MDASequence``, or a dict that validates as one.
+    root_path, dtype
+        As for :class:`~ome_stream.AcquisitionSettings`.
+    image_width, image_height, pixel_size_um, chunk_shapes, shard_shapes, units
+        As for :func:`dims_from_useq`.
+    **settings
+        Any other :class:`~ome_stream.AcquisitionSettings` field (``format``,
+        ``compression``, ``storage_order``, ``overwrite``, ...).
+
+    Returns
+    -------
+    AcquisitionSettings
+        With the dimensions of :func:`dims_from_useq`. A well-plate plan also sets
+        ``plate`` (every row and column of the plate definition, named A, B, ... and
+        1, 2, ...) and gives each position its well and a field name (``fov0``, ...).
+
+    Raises
+    ------
+    ImportError
+        useq-schema is not installed.
+    ValueError
+        As for :func:`dims_from_useq`, or invalid settings.
+
+    Examples
+    --------
+    >>> import useq  # doctest: +SKIP
+    >>> seq = useq.MDASequence(channels=["DAPI", "FITC"], z_plan={"range": 4, "step": 1})
+    >>> settings = useq_to_acquisition_settings(  # doctest: +SKIP
+    ...     seq, root_path="mda.ome.zarr", dtype="uint16", image_width=512, image_height=512
+    ... )
+    >>> settings.num_frames  # doctest: +SKIP
+    10
+
     """
-    useq = _useq()
-    if not isinstance(sequence, useq.MDASequence):
-        sequence = useq.MDASequence.model_validate(sequence)
+    useq = _import_useq()
+    sequence = _as_sequence(sequence, useq)
     dims = dims_from_useq(
-        sequence, image_width, image_height, pixel_size_um=pixel_size_um, chunk_shapes=chunk_shapes
+        sequence,
+        image_width,
+        image_height,
+        pixel_size_um=pixel_size_um,
+        chunk_shapes=chunk_shapes,
+        shard_shapes=shard_shapes,
+        units=units,
     )
     plan = sequence.stage_positions
     if isinstance(plan, useq.WellPlatePlan) and "plate" not in settings:
