@@ -133,38 +133,76 @@ def read_zarr(root: Path) -> tuple[list[str], list[tuple[list[str], np.ndarray]]
     return paths, images
 
 
-def read_tiff(path: Path) -> tuple[list[str], list[tuple[list[str], np.ndarray]], Any]:
-    """Every image of an OME-TIFF set, as its OME-XML places the planes (TiffData blocks).
+def read_tiff(
+    files: list[Path],
+) -> tuple[list[str], list[tuple[list[str], np.ndarray]], Any, list[Any]]:
+    """Every image of an OME-TIFF set, as the OME-XML places the planes (TiffData blocks).
 
-    Each plane is read from the file its TiffData UUID names, at its IFD, so a file that
-    lists every position finds the other positions' planes in their own files.
+    Each file's OME-XML is read; an image is taken from the file that holds its planes
+    (its TiffData UUID names that file), so a set whose files all list every image and
+    a set whose files each list their own read alike. Returns the image names and
+    arrays in file order, the OME model of each file, and the OME ``Image`` of each
+    array.
     """
     import ome_types
 
-    with tifffile.TiffFile(path) as tif:
-        ome = ome_types.from_xml(tif.ome_metadata)
-    images = []
-    for image in ome.images:
-        pixels = image.pixels
-        order = str(getattr(pixels.dimension_order, "value", pixels.dimension_order))[2:]
-        sizes = {"C": pixels.size_c, "Z": pixels.size_z, "T": pixels.size_t}
-        counts = [sizes[axis] for axis in order]  # fastest-varying first
-        data = np.zeros((pixels.size_t, pixels.size_c, pixels.size_z, pixels.size_y, pixels.size_x))
-        filled = 0
-        for block in pixels.tiff_data_blocks:
-            name = block.uuid.file_name if block.uuid is not None else path.name
-            firsts = {"C": block.first_c, "Z": block.first_z, "T": block.first_t}
-            start = int(np.ravel_multi_index([firsts[a] for a in order][::-1], counts[::-1]))
-            with tifffile.TiffFile(path.parent / name) as tif:
-                for k in range(block.plane_count or 1):
-                    where = dict(
-                        zip(order[::-1], np.unravel_index(start + k, counts[::-1]), strict=True)
+    names, images, models, described = [], [], [], []
+    for path in files:
+        with tifffile.TiffFile(path) as tif:
+            ome = ome_types.from_xml(tif.ome_metadata)
+        models.append((path, ome))
+        for image in ome.images:
+            blocks = image.pixels.tiff_data_blocks
+            if {_planes_file(image, path, block) for block in blocks} != {path.name}:
+                continue
+            names.append(image.name)
+            described.append(image)
+            images.append((["t", "c", "z", "y", "x"], read_tiff_image(path, image.pixels)))
+    return names, images, models, described
+
+
+def _planes_file(image: Any, path: Path, block: Any = None) -> str:
+    """The file holding a TiffData block's planes (the first block's by default)."""
+    block = block if block is not None else image.pixels.tiff_data_blocks[0]
+    return block.uuid.file_name if block.uuid is not None else path.name
+
+
+def plate_wells(models: list[tuple[Path, Any]]) -> list[tuple[int, int, int]]:
+    """(row, column, fields) of every well any file describes, each field counted once.
+
+    A field is identified by the file holding its image's planes, so files that all
+    describe the whole plate and files that each describe their own field agree.
+    """
+    fields: dict[tuple[int, int], set[str]] = {}
+    for path, ome in models:
+        files = {image.id: _planes_file(image, path) for image in ome.images}
+        for plate in ome.plates:
+            for well in plate.wells:
+                for sample in well.well_samples:
+                    fields.setdefault((well.row, well.column), set()).add(
+                        files[sample.image_ref.id]
                     )
-                    data[where["T"], where["C"], where["Z"]] = tif.pages[block.ifd + k].asarray()
-                    filled += 1
-        assert filled == pixels.size_t * pixels.size_c * pixels.size_z, image.id
-        images.append((["t", "c", "z", "y", "x"], data.astype(str(pixels.type.value))))
-    return [image.name for image in ome.images], images, ome
+    return [(row, column, len(f)) for (row, column), f in sorted(fields.items())]
+
+
+def read_tiff_image(path: Path, pixels: Any) -> np.ndarray:
+    """One image's planes as (t, c, z, y, x), placed by its TiffData blocks."""
+    order = str(getattr(pixels.dimension_order, "value", pixels.dimension_order))[2:]
+    sizes = {"C": pixels.size_c, "Z": pixels.size_z, "T": pixels.size_t}
+    counts = [sizes[axis] for axis in order][::-1]  # slowest-varying first
+    shape = (pixels.size_t, pixels.size_c, pixels.size_z, pixels.size_y, pixels.size_x)
+    data = np.zeros(shape, dtype=str(pixels.type.value))
+    filled = 0
+    with tifffile.TiffFile(path) as tif:
+        for block in pixels.tiff_data_blocks:
+            firsts = {"C": block.first_c, "Z": block.first_z, "T": block.first_t}
+            start = int(np.ravel_multi_index([firsts[a] for a in order[::-1]], counts))
+            for k in range(block.plane_count or 1):
+                at = dict(zip(order[::-1], np.unravel_index(start + k, counts), strict=True))
+                data[at["T"], at["C"], at["Z"]] = tif.pages[block.ifd + k].asarray()
+                filled += 1
+    assert filled == pixels.size_t * pixels.size_c * pixels.size_z, path.name
+    return data
 
 
 def tiff_files(output: Path) -> list[Path]:
@@ -243,15 +281,16 @@ def test_builtin_tiff(tmp_path: Path, name: str) -> None:
     output = tmp_path / "x.ome.tiff"
     result = run_builtin(tmp_path, sequence, str(output))
     files = tiff_files(output)
-    assert len(files) == 4 if name == "plate" else 2
-    names, images, ome = read_tiff(files[0])
+    assert len(files) == (4 if name == "plate" else 2)
+    names, images, models, _ = read_tiff(files)
     if name == "plate":
         assert names == ["fov0", "fov1", "fov0", "fov1"]
-        wells = [(w.row, w.column, len(w.well_samples)) for w in ome.plates[0].wells]
-        assert wells == [(0, 0, 2), (1, 2, 2)]
+        assert plate_wells(models) == [(0, 0, 2), (1, 2, 2)]
     else:
         assert names == ["left", "right"]
     check_frames(sequence, images)
+    # as ome-writers writes it: any one file lists every position (what Bio-Formats needs)
+    assert all(len(ome.images) == len(files) for _, ome in models)
     assert not result["logged_errors"], result["logged_errors"]
     for file in files:
         with tifffile.TiffFile(file) as tif:
@@ -272,3 +311,207 @@ def test_builtin_memory(tmp_path: Path) -> None:
     assert result["view_shape"] == [3, 2, 2, _mmcore.HEIGHT, _mmcore.WIDTH]
     data = np.load(tmp_path / "spec.view.npy")
     check_frames(sequence, [(["t", "c", "z", "y", "x"], data)])
+
+
+# --------------------------------------------------------------------- our handler
+def frame_records(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The frame metadata entries of one image group (ome-writers' or our namespace)."""
+    for namespace in ("ome_writers", "ome_stream"):
+        if "frame_metadata" in attrs.get(namespace, {}):
+            return list(attrs[namespace]["frame_metadata"])
+    raise AssertionError(f"no frame metadata in {sorted(attrs)}")
+
+
+def run_handler(tmp_path: Path, sequence: Any, suffix: str, **options: Any) -> tuple[Any, Path]:
+    from ome_stream.mmcore import OMEStreamHandler
+
+    core = _mmcore.make_core()
+    output = tmp_path / f"run{suffix}"
+    handler = OMEStreamHandler(output, **options)
+    with handler.connected(core):
+        core.mda.run(sequence)
+    assert handler.error is None
+    assert handler.frames_dropped == 0
+    assert handler.stream is None  # closed at the end of the sequence
+    _mmcore.check_log(sequence, core.camera.log)
+    return core, output
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+def test_handler_zarr(tmp_path: Path, name: str) -> None:
+    """Connected handler, OME-Zarr: frames at their indices, per-frame and summary metadata."""
+    sequence = SEQUENCES[name]()
+    _, output = run_handler(tmp_path, sequence, ".ome.zarr")
+    paths, images = read_zarr(output)
+    assert len(paths) == (4 if name == "plate" else 2)
+    check_frames(sequence, images)
+    group = zarr.open_group(output, mode="r")
+    if name == "plate":
+        wells = [w["path"] for w in group.attrs["ome"]["plate"]["wells"]]
+        assert wells == ["A/1", "B/3"]
+    events = _mmcore.image_events(sequence)
+    records = {
+        (p, tuple(sorted(r["event_index"].items()))): r
+        for p, path in enumerate(paths)
+        for r in frame_records(group[path].attrs.asdict())
+    }
+    assert len(records) == len(events)
+    for event in events:
+        key = tuple(sorted((str(getattr(k, "value", k)), v) for k, v in event.index.items()))
+        record = records[(position_number(event, sequence), key)]
+        assert record["channel"] == event.channel.config
+        assert record["position_x"] == pytest.approx(event.x_pos)
+        assert record["position_y"] == pytest.approx(event.y_pos)
+        assert record["exposure_time"] == pytest.approx(0.01)  # 10 ms, in seconds
+        assert record["delta_t"] >= 0
+    summary = group.attrs["pymmcore_plus"]["summary_metadata"]
+    assert summary["image_infos"][0]["width"] == _mmcore.WIDTH
+    assert summary["mda_sequence"]["channels"][0]["config"] == events[0].channel.config
+
+
+@pytest.mark.parametrize("name", list(SEQUENCES))
+def test_handler_tiff(tmp_path: Path, name: str) -> None:
+    """Connected handler, OME-TIFF: frames at their indices, plane positions from events."""
+    sequence = SEQUENCES[name]()
+    _, output = run_handler(tmp_path, sequence, ".ome.tiff")
+    files = tiff_files(output)
+    assert len(files) == (4 if name == "plate" else 2)
+    _, images, models, described = read_tiff(files)
+    check_frames(sequence, images)
+    if name == "plate":
+        assert plate_wells(models) == [(0, 0, 2), (1, 2, 2)]
+    for event in _mmcore.image_events(sequence):
+        index = {str(getattr(k, "value", k)): v for k, v in event.index.items()}
+        image = described[position_number(event, sequence)]
+        (plane,) = [
+            p
+            for p in image.pixels.planes
+            if (p.the_t, p.the_c, p.the_z) == (index.get("t", 0), index["c"], index.get("z", 0))
+        ]
+        assert plane.position_x == pytest.approx(event.x_pos)
+        assert plane.position_y == pytest.approx(event.y_pos)
+
+
+def test_handler_as_mda_output(tmp_path: Path) -> None:
+    """``core.mda.run(seq, output=handler)``: pymmcore-plus drives it from its relay thread."""
+    from ome_stream.mmcore import OMEStreamHandler
+
+    sequence = mda_positions()
+    core = _mmcore.make_core()
+    handler = OMEStreamHandler(tmp_path / "out.ome.zarr")
+    core.mda.run(sequence, output=handler)
+    handler.raise_if_failed()
+    assert handler.stream is None
+    _mmcore.check_log(sequence, core.camera.log)
+    _, images = read_zarr(tmp_path / "out.ome.zarr")
+    check_frames(sequence, images)
+
+
+def test_handler_event_iterator_is_unbounded_time(tmp_path: Path) -> None:
+    """A plain iterator of events (no sequence): frames stored in arrival order along t."""
+    from ome_stream.mmcore import OMEStreamHandler
+
+    events = [useq.MDAEvent(channel="DAPI" if i % 2 else "Cy5", z_pos=i) for i in range(5)]
+    core = _mmcore.make_core()
+    handler = OMEStreamHandler(tmp_path / "it.ome.zarr")
+    with handler.connected(core):
+        core.mda.run(iter(events))
+    assert [e["z"] for e in core.camera.log] == [0, 1, 2, 3, 4]
+    _, images = read_zarr(tmp_path / "it.ome.zarr")
+    ((axes, data),) = images
+    assert axes == ["t", "y", "x"]
+    np.testing.assert_array_equal(data, np.stack([_mmcore.expected_frame(n) for n in range(5)]))
+
+
+def test_handler_backpressure_reaches_the_mda_thread(tmp_path: Path, monkeypatch) -> None:
+    """Storage slower than the camera: the camera never runs ahead of the buffer."""
+    import slow_backend as module
+    from ome_stream.backends.base import BACKENDS, BackendInfo
+    from ome_stream.mmcore import OMEStreamHandler
+
+    monkeypatch.setitem(
+        BACKENDS,
+        "slow-tensorstore",
+        BackendInfo(
+            name="slow-tensorstore",
+            format="ome-zarr",
+            module="slow_backend",
+            requires=("tensorstore",),
+            extra=None,
+            compressions=("none",),
+        ),
+    )
+    monkeypatch.setattr(module.SlowTensorStoreBackend, "observations", [])
+    frame_bytes = _mmcore.HEIGHT * _mmcore.WIDTH * 2
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 12}, channels=["DAPI"])
+    core = _mmcore.make_core()
+    # one snap per event: a hardware-sequenced burst fills the camera's own buffer
+    core.mda.engine.use_hardware_sequencing = False
+    ahead: list[tuple[int, int]] = []  # (snapped - written, capacity) at each frame
+
+    class Observed(OMEStreamHandler):
+        def frameReady(self, image, event, meta) -> None:
+            assert self.stream is not None
+            inner = self.stream._async  # the async core, for its counters
+            ahead.append((len(core.camera.log) - inner.stats.frames_written, inner.capacity))
+            super().frameReady(image, event, meta)
+
+    handler = Observed(
+        tmp_path / "slow.ome.zarr", format="slow-tensorstore", max_buffer_bytes=2 * frame_bytes
+    )
+    with handler.connected(core):
+        core.mda.run(sequence)
+    assert len(ahead) == 12
+    assert all(capacity == 2 for _, capacity in ahead)
+    # the snap being handed over, plus at most a full buffer: the camera waited for storage
+    assert max(n for n, _ in ahead) <= 3
+    _, images = read_zarr(tmp_path / "slow.ome.zarr")
+    check_frames(sequence, images)
+
+
+def test_handler_existing_target_stops_the_mda_before_any_frame(tmp_path: Path) -> None:
+    """Connected: a settings/target error is raised and nothing is acquired or overwritten."""
+    from ome_stream.mmcore import OMEStreamHandler
+
+    target = tmp_path / "taken.ome.zarr"
+    target.mkdir()
+    (target / "keep.txt").write_text("precious")
+    core = _mmcore.make_core()
+    handler = OMEStreamHandler(target)
+    with pytest.raises(FileExistsError), handler.connected(core):
+        core.mda.run(mda_positions())
+    assert core.camera.log == []
+    assert (target / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"]
+
+
+def test_handler_unstorable_sequence_is_a_clear_error(tmp_path: Path) -> None:
+    """A sequence that fills no rectangular array is refused, naming the reason."""
+    from ome_stream.mmcore import OMEStreamHandler
+
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 2},
+        channels=[useq.Channel(config="DAPI"), useq.Channel(config="FITC", acquire_every=2)],
+    )
+    core = _mmcore.make_core()
+    handler = OMEStreamHandler(tmp_path / "bad.ome.zarr")
+    with pytest.raises(ValueError, match="acquire_every"), handler.connected(core):
+        core.mda.run(sequence)
+    assert core.camera.log == []
+    assert not (tmp_path / "bad.ome.zarr").exists()
+
+
+def test_handler_as_output_reports_failure_after_the_run(tmp_path: Path) -> None:
+    """As ``output=``, a failure cannot stop pymmcore-plus: it is kept, frames dropped."""
+    from ome_stream.mmcore import OMEStreamHandler
+
+    target = tmp_path / "taken.ome.zarr"
+    target.mkdir()
+    core = _mmcore.make_core()
+    handler = OMEStreamHandler(target)
+    core.mda.run(mda_positions(), output=handler)
+    assert isinstance(handler.error, FileExistsError)
+    assert handler.frames_dropped == len(_mmcore.image_events(mda_positions()))
+    with pytest.raises(FileExistsError):
+        handler.raise_if_failed()
+    assert list(target.iterdir()) == []
