@@ -515,3 +515,98 @@ def test_handler_as_output_reports_failure_after_the_run(tmp_path: Path) -> None
     with pytest.raises(FileExistsError):
         handler.raise_if_failed()
     assert list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
+def test_example_program(tmp_path: Path, fmt: str) -> None:
+    """examples/pymmcore_plus_mda.py runs; its n-th snap (value n) is at the n-th event."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "examples" / "pymmcore_plus_mda.py"
+    spec = importlib.util.spec_from_file_location("pymmcore_plus_mda", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = Path(module.main(tmp_path, fmt))
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 3},
+        stage_positions=[(0, 0, 0), useq.Position(x=500, y=500, z=0, name="cellB")],
+        channels=["DAPI", "FITC"],
+        z_plan={"range": 2, "step": 1},
+        axis_order="tpcz",
+    )
+    if fmt == "ome-zarr":
+        _, images = read_zarr(output)
+    else:
+        files = sorted(output.glob("*.ome.tif*")) if output.is_dir() else [output]
+        _, images, _, _ = read_tiff(files)
+    assert len(images) == 2
+    events = _mmcore.image_events(sequence)
+    for n, event in enumerate(events):
+        axes, data = images[position_number(event, sequence)]
+        assert (data[frame_index(event, axes[:-2])] == n).all(), (n, dict(event.index))
+    assert sum(int(np.prod(d.shape[:-2])) for _, d in images) == len(events)
+
+
+def test_handler_skipped_event_leaves_its_frame_empty(tmp_path: Path) -> None:
+    """An engine skipping an event: that frame stays 0, later frames stay at their index."""
+    from pymmcore_plus.mda import MDAEngine, SkipEvent
+
+    skipped = {"t": 1, "c": 0}
+
+    class SkippingEngine(MDAEngine):
+        def setup_event(self, event: useq.MDAEvent) -> None:
+            index = {str(getattr(k, "value", k)): v for k, v in event.index.items()}
+            if index == skipped:
+                raise SkipEvent
+            super().setup_event(event)
+
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 3}, channels=["DAPI", "FITC"], axis_order="tc"
+    )
+    from ome_stream.mmcore import OMEStreamHandler
+
+    core = _mmcore.make_core()
+    core.mda.set_engine(SkippingEngine(core, use_hardware_sequencing=False))
+    handler = OMEStreamHandler(tmp_path / "skip.ome.zarr")
+    with handler.connected(core):
+        core.mda.run(sequence)
+    ((axes, data),) = read_zarr(tmp_path / "skip.ome.zarr")[1]
+    assert axes == ["t", "c", "y", "x"]
+    snap = 0
+    for event in _mmcore.image_events(sequence):
+        where = frame_index(event, ["t", "c"])
+        if dict(zip(["t", "c"], where, strict=True)) == skipped:
+            assert (data[where] == 0).all()
+        else:
+            np.testing.assert_array_equal(data[where], _mmcore.expected_frame(snap))
+            snap += 1
+    assert snap == len(core.camera.log) == 5
+
+
+def test_handler_storage_failure_cancels_the_mda(tmp_path: Path) -> None:
+    """Storage lost mid-run: the MDA is cancelled and the WriterError raised at the end."""
+    import shutil
+
+    from ome_stream import WriterError
+    from ome_stream.mmcore import OMEStreamHandler
+
+    output = tmp_path / "lost.ome.zarr"
+
+    class LosingStorage(OMEStreamHandler):
+        def frameReady(self, image, event, meta) -> None:
+            super().frameReady(image, event, meta)
+            if len(core.camera.log) == 3:
+                assert self.stream is not None
+                self.stream.flush()
+                shutil.rmtree(output)
+                output.write_text("not a dataset")
+
+    sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 200})
+    core = _mmcore.make_core()
+    core.mda.engine.use_hardware_sequencing = False
+    handler = LosingStorage(output, max_buffer_bytes=2 * _mmcore.HEIGHT * _mmcore.WIDTH * 2)
+    with pytest.raises(WriterError), handler.connected(core):
+        core.mda.run(sequence)
+    assert handler.error is not None
+    assert len(core.camera.log) < 200  # cancelled, not run to the end into nothing
