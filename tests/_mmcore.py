@@ -9,12 +9,13 @@ snap ``n`` happened at the ``n``-th image event of the sequence and landed at th
 event's index in the output.
 
 Run as a script (``python tests/_mmcore.py SPEC.json``) it performs one MDA with
-pymmcore-plus' built-in writer, optionally with ``sys.modules["ome_writers"]`` pointing
-at ``ome_stream`` first, and writes the camera log next to the spec (``SPEC.log.json``).
+pymmcore-plus' built-in writer, with ``sys.modules["ome_writers"]`` pointing at the
+spec's target module (``ome_stream``) first, unless the target is ``ome_writers`` itself, and writes the camera log next to the spec (``SPEC.log.json``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -210,10 +211,8 @@ def check_log(sequence: useq.MDASequence, log: list[dict[str, Any]]) -> None:
 def _run_spec(spec_path: Path) -> None:
     """Run one MDA as described by a JSON spec (see ``tests/test_pymmcore.py``)."""
     spec = json.loads(spec_path.read_text())
-    if spec["target"] == "ome_stream":
-        import ome_stream
-
-        sys.modules["ome_writers"] = ome_stream
+    if spec["target"] != "ome_writers":  # stand a module (ome_stream) in for ome_writers
+        sys.modules["ome_writers"] = importlib.import_module(spec["target"])
     import useq
 
     core = make_core()

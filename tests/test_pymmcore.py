@@ -205,6 +205,19 @@ def read_tiff_image(path: Path, pixels: Any) -> np.ndarray:
     return data
 
 
+def check_planes(sequence: useq.MDASequence, described: list[Any]) -> None:
+    """Each event's OME-XML Plane: the stage position and the 10 ms exposure, in seconds."""
+    for event in _mmcore.image_events(sequence):
+        index = {str(getattr(k, "value", k)): v for k, v in event.index.items()}
+        image = described[position_number(event, sequence)]
+        where = (index.get("t", 0), index.get("c", 0), index.get("z", 0))
+        (plane,) = [p for p in image.pixels.planes if (p.the_t, p.the_c, p.the_z) == where]
+        assert plane.position_x == pytest.approx(event.x_pos)
+        assert plane.position_y == pytest.approx(event.y_pos)
+        unit = str(getattr(plane.exposure_time_unit, "value", plane.exposure_time_unit))
+        assert (plane.exposure_time, unit) == (pytest.approx(0.01), "s"), dict(event.index)
+
+
 def tiff_files(output: Path) -> list[Path]:
     """The files of an OME-TIFF output: the file itself, or one per position."""
     if output.exists():
@@ -271,6 +284,20 @@ def test_builtin_zarr(tmp_path: Path, name: str) -> None:
     for path in paths:
         summary = group[path].attrs["pymmcore_plus"]["summary_metadata"]
         assert summary["image_infos"][0]["width"] == _mmcore.WIDTH
+    # pymmcore-plus' frame metadata, where ome-writers puts it, by storage index
+    records = {
+        (p, tuple(r["storage_index"])): r
+        for p, path in enumerate(paths)
+        for r in group[path].attrs["ome_writers"]["frame_metadata"]
+    }
+    events = _mmcore.image_events(sequence)
+    assert len(records) == len(events)
+    for event in events:
+        axes = images[position_number(event, sequence)][0]
+        record = records[(position_number(event, sequence), frame_index(event, axes[:-2]))]
+        assert record["exposure_time"] == pytest.approx(0.01)  # 10 ms, in seconds
+        assert record["position_x"] == pytest.approx(event.x_pos)
+        assert record["position_y"] == pytest.approx(event.y_pos)
 
 
 @PENDING_COMPAT
@@ -282,7 +309,8 @@ def test_builtin_tiff(tmp_path: Path, name: str) -> None:
     result = run_builtin(tmp_path, sequence, str(output))
     files = tiff_files(output)
     assert len(files) == (4 if name == "plate" else 2)
-    names, images, models, _ = read_tiff(files)
+    names, images, models, described = read_tiff(files)
+    check_planes(sequence, described)
     if name == "plate":
         assert names == ["fov0", "fov1", "fov0", "fov1"]
         assert plate_wells(models) == [(0, 0, 2), (1, 2, 2)]
