@@ -10,7 +10,8 @@ event's index in the output.
 
 Run as a script (``python tests/_mmcore.py SPEC.json``) it performs one MDA with
 pymmcore-plus' built-in writer, with ``sys.modules["ome_writers"]`` pointing at the
-spec's target module (``ome_stream``) first, unless the target is ``ome_writers`` itself, and writes the camera log next to the spec (``SPEC.log.json``).
+spec's target module (``ome_stream``) first, unless the target is ``ome_writers``
+itself, and writes the camera log next to the spec (``SPEC.log.json``).
 """
 
 from __future__ import annotations
