@@ -638,3 +638,40 @@ def test_handler_storage_failure_cancels_the_mda(tmp_path: Path) -> None:
         core.mda.run(sequence)
     assert handler.error is not None
     assert len(core.camera.log) < 200  # cancelled, not run to the end into nothing
+
+
+def test_mda_settings_from_summary_metadata() -> None:
+    """The camera's frame size, dtype and pixel size come from pymmcore-plus' summary."""
+    from ome_stream.mmcore import mda_settings
+
+    summary = {
+        "image_infos": [{"width": 40, "height": 30, "dtype": "uint8", "pixel_size_um": 0.25}]
+    }
+    settings = mda_settings(mda_positions(), summary, "s.ome.zarr", compression="zstd")
+    assert settings.dtype == "uint8"
+    assert settings.compression == "zstd"
+    dims = {d.name: d for d in settings.dimensions if hasattr(d, "count")}
+    assert (dims["y"].count, dims["x"].count) == (30, 40)
+    assert (dims["y"].scale, dims["x"].scale) == (0.25, 0.25)
+    assert settings.num_frames == len(_mmcore.image_events(mda_positions()))
+
+
+@pytest.mark.parametrize(
+    ("summary", "message"),
+    [
+        ({}, "no 'image_infos'"),
+        (
+            {
+                "image_infos": [
+                    {"width": 8, "height": 8, "dtype": "uint16", "num_camera_adapter_channels": 2}
+                ]
+            },
+            "multi-camera",
+        ),
+    ],
+)
+def test_mda_settings_refuses_what_it_cannot_store(summary: dict, message: str) -> None:
+    from ome_stream.mmcore import mda_settings
+
+    with pytest.raises(ValueError, match=message):
+        mda_settings(mda_positions(), summary, "s.ome.zarr")
