@@ -647,12 +647,15 @@ def test_mda_settings_from_summary_metadata() -> None:
     summary = {
         "image_infos": [{"width": 40, "height": 30, "dtype": "uint8", "pixel_size_um": 0.25}]
     }
-    settings = mda_settings(mda_positions(), summary, "s.ome.zarr", compression="zstd")
+    settings = mda_settings(
+        mda_positions(), summary, "s.ome.zarr", chunk_shapes={"z": 3}, compression="zstd"
+    )
     assert settings.dtype == "uint8"
     assert settings.compression == "zstd"
     dims = {d.name: d for d in settings.dimensions if hasattr(d, "count")}
     assert (dims["y"].count, dims["x"].count) == (30, 40)
     assert (dims["y"].scale, dims["x"].scale) == (0.25, 0.25)
+    assert dims["z"].chunk_size == 3
     assert settings.num_frames == len(_mmcore.image_events(mda_positions()))
 
 

@@ -47,7 +47,14 @@ EventKey = tuple[tuple[str, int], ...]
 
 
 def mda_settings(
-    sequence: Any, summary: Mapping[str, Any], root_path: str, **settings: Any
+    sequence: Any,
+    summary: Mapping[str, Any],
+    root_path: str,
+    *,
+    chunk_shapes: Mapping[str, int] | None = None,
+    shard_shapes: Mapping[str, int] | None = None,
+    units: Mapping[str, tuple[float, str] | None] | None = None,
+    **settings: Any,
 ) -> AcquisitionSettings:
     """The settings that store ``sequence`` as pymmcore-plus acquires it.
 
@@ -62,9 +69,12 @@ def mda_settings(
         ``image_infos`` entry gives the frame width, height, dtype and pixel size.
     root_path
         Where to write (``.ome.zarr`` or ``.ome.tiff``).
+    chunk_shapes, shard_shapes, units
+        As for :func:`~ome_stream.dims_from_useq` (by axis name: ``t``, ``c``, ``z``,
+        ``y``, ``x``).
     **settings
-        Passed on to :func:`~ome_stream.useq_to_acquisition_settings` (``format``,
-        ``compression``, ``chunk_shapes``, ``overwrite``, ...).
+        Any other :class:`~ome_stream.AcquisitionSettings` field (``format``,
+        ``compression``, ``overwrite``, ...).
 
     Returns
     -------
@@ -90,7 +100,12 @@ def mda_settings(
     pixel_size = float(info.get("pixel_size_um") or 0) or None
     if type(sequence).__name__ == "GeneratorMDASequence":
         scales = {"y": pixel_size, "x": pixel_size} if pixel_size else None
-        dims = dims_from_standard_axes({"t": None, "y": height, "x": width}, scales=scales)
+        dims = dims_from_standard_axes(
+            {"t": None, "y": height, "x": width},
+            chunk_shapes=chunk_shapes,
+            shard_shapes=shard_shapes,
+            scales=scales,
+        )
         return AcquisitionSettings(root_path=root_path, dtype=dtype, dimensions=dims, **settings)
     return useq_to_acquisition_settings(
         sequence,
@@ -99,6 +114,9 @@ def mda_settings(
         image_width=width,
         image_height=height,
         pixel_size_um=pixel_size,
+        chunk_shapes=chunk_shapes,
+        shard_shapes=shard_shapes,
+        units=units,
         **settings,
     )
 
