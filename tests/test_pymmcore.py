@@ -326,19 +326,39 @@ def test_builtin_tiff(tmp_path: Path, name: str) -> None:
         assert "summary_metadata_json" in xml, file.name
 
 
-@PENDING_COMPAT
-def test_builtin_memory(tmp_path: Path) -> None:
-    """``output="memory"``: the live view after the run holds every frame."""
-    sequence = useq.MDASequence(
+MEMORY_SEQUENCES = {
+    "tcz": lambda: useq.MDASequence(
         time_plan={"interval": 0, "loops": 3},
         channels=["DAPI", "FITC"],
         z_plan={"range": 1, "step": 1},
         axis_order="tcz",
-    )
+    ),
+    "positions": lambda: useq.MDASequence(
+        time_plan={"interval": 0, "loops": 2},
+        channels=["DAPI", "FITC"],
+        stage_positions=[(0, 0, 0), (100, 100, 0)],
+        axis_order="tpc",
+    ),
+}
+
+
+@PENDING_COMPAT
+@pytest.mark.parametrize("name", list(MEMORY_SEQUENCES))
+def test_builtin_memory(tmp_path: Path, name: str) -> None:
+    """``output="memory"``: the view after the run holds every frame, in acquisition axes.
+
+    As ome-writers' view does, positions are an axis of the view (in ``axis_order``).
+    """
+    sequence = MEMORY_SEQUENCES[name]()
     result = run_builtin(tmp_path, sequence, "memory")
-    assert result["view_shape"] == [3, 2, 2, _mmcore.HEIGHT, _mmcore.WIDTH]
+    axes = [str(a) for a in sequence.axis_order if sequence.sizes.get(a, 0) > 0]
+    sizes = [sequence.sizes[a] for a in axes]
+    assert result["view_shape"] == [*sizes, _mmcore.HEIGHT, _mmcore.WIDTH]
     data = np.load(tmp_path / "spec.view.npy")
-    check_frames(sequence, [(["t", "c", "z", "y", "x"], data)])
+    for n, event in enumerate(_mmcore.image_events(sequence)):
+        np.testing.assert_array_equal(
+            data[frame_index(event, axes)], _mmcore.expected_frame(n), err_msg=str(n)
+        )
 
 
 # --------------------------------------------------------------------- our handler
