@@ -217,8 +217,12 @@ def _run_spec(spec_path: Path) -> None:
     import useq
 
     core = make_core()
-    sequence = useq.MDASequence.model_validate(spec["sequence"])
-    core.mda.run(sequence, output=spec["output"], overwrite=spec.get("overwrite", False))
+    events: Any
+    if "events" in spec:  # a plain iterator of events: no sequence, unknown size
+        events = iter([useq.MDAEvent.model_validate(e) for e in spec["events"]])
+    else:
+        events = useq.MDASequence.model_validate(spec["sequence"])
+    core.mda.run(events, output=spec["output"], overwrite=spec.get("overwrite", False))
     result: dict[str, Any] = {
         "log": core.camera.log,
         "ome_writers": sys.modules["ome_writers"].__name__,

@@ -227,18 +227,18 @@ def tiff_files(output: Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------- built-in writer
-def run_builtin(tmp_path: Path, sequence: useq.MDASequence, output: str) -> dict[str, Any]:
-    """Run pymmcore-plus' built-in writer in a subprocess on the chosen ``ome_writers``."""
+def run_builtin(
+    tmp_path: Path, sequence: useq.MDASequence, output: str, *, as_iterator: bool = False
+) -> dict[str, Any]:
+    """Run pymmcore-plus' built-in writer in a subprocess on the chosen ``ome_writers``.
+
+    ``as_iterator``: pass the sequence's events as a plain iterator (size unknown).
+    """
     spec = tmp_path / "spec.json"
-    spec.write_text(
-        json.dumps(
-            {
-                "target": TARGET,
-                "sequence": sequence.model_dump(mode="json"),
-                "output": output,
-            }
-        )
-    )
+    events: dict[str, Any] = {"sequence": sequence.model_dump(mode="json")}
+    if as_iterator:
+        events["events"] = [e.model_dump(mode="json") for e in _mmcore.image_events(sequence)]
+    spec.write_text(json.dumps({"target": TARGET, "output": output, **events}))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
@@ -324,6 +324,22 @@ def test_builtin_tiff(tmp_path: Path, name: str) -> None:
         with tifffile.TiffFile(file) as tif:
             xml = tif.ome_metadata or ""
         assert "summary_metadata_json" in xml, file.name
+
+
+@PENDING_COMPAT
+def test_builtin_zarr_event_iterator(tmp_path: Path) -> None:
+    """A plain iterator of events: pymmcore-plus asks for an unbounded t, y, x image."""
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 3}, channels=["DAPI", "FITC"], axis_order="tc"
+    )
+    output = tmp_path / "it.ome.zarr"
+    result = run_builtin(tmp_path, sequence, str(output), as_iterator=True)
+    assert not result["logged_errors"], result["logged_errors"]
+    _, images = read_zarr(output)
+    ((axes, data),) = images
+    assert axes == ["t", "y", "x"]
+    expected = np.stack([_mmcore.expected_frame(n) for n in range(6)])
+    np.testing.assert_array_equal(data, expected)  # trimmed to the frames acquired
 
 
 MEMORY_SEQUENCES = {
