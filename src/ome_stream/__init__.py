@@ -15,7 +15,7 @@ Examples
 
 """
 
-from ome_stream.backends.base import available_backends
+from ome_stream.backends.registry import available_backends
 from ome_stream.errors import OMEStreamError, WriterError
 from ome_stream.settings import (
     AcquisitionSettings,

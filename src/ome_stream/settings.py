@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ome_stream.backends.base import BACKENDS, backend_info, first_available_backend
+from ome_stream.backends.registry import BACKENDS, backend_info, first_available_backend
 
 __all__ = [
     "AcquisitionSettings",
