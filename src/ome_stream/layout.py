@@ -15,6 +15,8 @@ import numpy as np
 from ome_stream.pyramid import level_shape, plan_levels
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ome_stream.settings import AcquisitionSettings, Dimension, Position, Pyramid
 
 __all__ = ["AcquisitionRecord", "ArraySpec", "Layout"]
@@ -124,7 +126,7 @@ class Layout:
         if settings.pyramid is not None:
             self._add_levels(settings.pyramid, dims)
 
-    def _image_paths(self, positions: list[Position]) -> list[tuple[Position, str]]:
+    def _image_paths(self, positions: Sequence[Position]) -> list[tuple[Position, str]]:
         if self.is_plate:
             fields: dict[tuple[str | None, str | None], int] = {}
             paths = []

@@ -22,15 +22,20 @@ RESERVED_ATTRIBUTES = frozenset({"ome", "ome_stream", "ome_writers"})
 _DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
 
 
+_NAME_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
+
+
 def _group(attributes: dict[str, Any]) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
 
 def _axis(dim: Dimension) -> dict[str, Any]:
     axis: dict[str, Any] = {"name": dim.name}
-    if dim.type is not None and dim.type != "other":
-        axis["type"] = dim.type
-    if dim.unit is not None and dim.type in ("space", "time"):
+    # an untyped axis with a standard name gets that name's type (as yaozarrs does)
+    kind = dim.type or _NAME_TYPES.get(dim.name.lower())
+    if kind is not None and kind != "other":
+        axis["type"] = kind
+    if dim.unit is not None and kind in ("space", "time"):
         axis["unit"] = dim.unit
     return axis
 
@@ -71,7 +76,7 @@ def _omero(array: ArraySpec) -> dict[str, Any] | None:
         entries.append(
             {
                 "label": channel.name if channel else f"Channel {index}",
-                "color": (channel.color if channel and channel.color else None)
+                "color": (channel.color_hex if channel and channel.color else None)
                 or _DEFAULT_COLORS[index % len(_DEFAULT_COLORS)],
                 "active": True,
                 "coefficient": 1.0,
