@@ -259,7 +259,8 @@ async def test_sharding_and_compression_are_recorded(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("order", "stored"), [("ome", "tcz"), ("acquisition", "tzc"), (["c", "z", "t", "y", "x"], "czt")]
+    ("order", "stored"),
+    [("ome", "tcz"), ("acquisition", "tzc"), (["c", "z", "t", "y", "x"], "czt")],
 )
 async def test_storage_order(tmp_path: Path, backend: str, order, stored: str) -> None:
     settings = make_settings(

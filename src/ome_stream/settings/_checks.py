@@ -39,9 +39,9 @@ def format_from_root(root: str, suffix: str) -> Any:
     """The format for ``format="auto"``: from the suffix, scratch without a root path."""
     if root == "":
         return {"name": "scratch"}
-    if suffix.endswith((".tiff", ".tif")):
+    if suffix.lower().endswith((".tiff", ".tif")):
         return {"name": "ome-tiff", "suffix": suffix}
-    if suffix.endswith(".zarr"):
+    if suffix.lower().endswith(".zarr"):
         return {"name": "ome-zarr", "suffix": suffix}
     names = available_backends("ome-zarr") or available_backends()
     backend = names[0] if names else "tensorstore"

@@ -135,6 +135,13 @@ class Dimension(SettingsModel):
             data["type"] = kind
         return data
 
+    @model_validator(mode="after")
+    def _normalise_unit(self) -> Dimension:
+        # an assigned unit (dim.unit = "um") is checked and named as a constructed one
+        if self.unit is not None:
+            self.__dict__["unit"] = cast_unit_to_ngff(self.unit, self.type)
+        return self
+
     @property
     def channels(self) -> list[Channel] | None:
         """The coords of a channel axis as Channel objects, or None."""

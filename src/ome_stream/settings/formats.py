@@ -46,10 +46,11 @@ def ome_stem_suffix(path: str) -> tuple[str, str]:
     lower = path.lower()
     for ext in (".tiff", ".tif", ".zarr"):
         if lower.endswith(ext):
-            stem = path[: -len(ext)]
+            # the suffix keeps the case it was written in (run.TIFF stays run.TIFF)
+            stem, suffix = path[: -len(ext)], path[-len(ext) :]
             if stem.lower().endswith(".ome"):
-                return stem[:-4], f".ome{ext}"
-            return stem, ext
+                return stem[:-4], stem[-4:] + suffix
+            return stem, suffix
     return path, ""
 
 
