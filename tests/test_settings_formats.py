@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import zarr
 from ome_types import from_xml
 from pydantic import ValidationError
 
@@ -165,3 +166,17 @@ def test_derived_members() -> None:
     assert (s.num_frames, s.is_unbounded, s.frame_shape) == (24, False, (6, 5))
     s.storage_order = "acquisition"
     assert s.storage_index_permutation is None
+
+
+@pytest.mark.parametrize("root", ["one.ome.tiff", "one.ome.zarr"])
+def test_a_single_frame_image_is_written(tmp_path: Path, root: str) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / root, dimensions=dims_from_standard_axes({"y": 8, "x": 6}), dtype="u2"
+    )
+    (frame,) = make_frames(1, (8, 6))
+    with create_stream(settings) as stream:
+        stream.append(frame)
+    if root.endswith(".tiff"):
+        np.testing.assert_array_equal(tifffile.imread(settings.output_path), frame)
+    else:
+        np.testing.assert_array_equal(zarr.open_array(f"{settings.output_path}/0")[...], frame)

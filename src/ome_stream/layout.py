@@ -54,6 +54,8 @@ class ArraySpec:
         The first axis may be unbounded: its extent does not enter the computation.
         """
         number = 0
+        if not index:  # a single-frame (y, x) image
+            return number
         for i, size in zip(index, (1, *self.shape[1:-2]), strict=True):
             number = number * size + i
         return number
