@@ -180,3 +180,15 @@ def test_a_single_frame_image_is_written(tmp_path: Path, root: str) -> None:
         np.testing.assert_array_equal(tifffile.imread(settings.output_path), frame)
     else:
         np.testing.assert_array_equal(zarr.open_array(f"{settings.output_path}/0")[...], frame)
+
+
+def test_one_tiff_file_for_several_positions_is_not_implemented() -> None:
+    settings = AcquisitionSettings(
+        root_path="m.ome.tiff",
+        dimensions=[Dimension(name="p", type="position", coords=["a", "b"]), *DIMS],
+        dtype="u2",
+        format={"name": "ome-tiff", "prefer_single_file": "always"},
+    )
+    assert settings.output_path == "m.ome.tiff"
+    with pytest.raises(NotImplementedError, match="Single-file structure with multiple"):
+        settings.validate_stream_ready()

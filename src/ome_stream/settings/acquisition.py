@@ -166,6 +166,8 @@ class AcquisitionSettings(SettingsModel):
         ValueError
             ``dimensions`` or ``dtype`` is not set yet, or a format that writes files
             has no ``root_path``.
+        NotImplementedError
+            OME-TIFF with ``prefer_single_file="always"`` and several positions.
 
         """
         if not self.dimensions:
@@ -174,6 +176,8 @@ class AcquisitionSettings(SettingsModel):
             raise ValueError("settings.dtype must be set before creating a stream")
         if self.format.name != "scratch" and not self.root_path:
             raise ValueError(f"root_path is required for {self.format.name} format.")
+        if isinstance(self.format, OmeTiffFormat):
+            self.tiff_file_paths()
         return True
 
     def _dims(self, member: str) -> tuple[Dimension, ...]:
@@ -296,12 +300,26 @@ class AcquisitionSettings(SettingsModel):
         return self.format.get_output_path(root, num_positions=len(self.positions))
 
     def tiff_file_paths(self) -> list[str]:
-        """The OME-TIFF file written for each position, in position order."""
+        """The OME-TIFF file written for each position, in position order.
+
+        Raises
+        ------
+        NotImplementedError
+            ``prefer_single_file="always"`` with several positions (one file per position
+            is the only multi-position layout written).
+
+        """
         fmt = self.format
         assert isinstance(fmt, OmeTiffFormat)
         root = self.output_path
         count = len(self.positions)
         if fmt.single_file(count):
+            if count > 1:
+                raise NotImplementedError(
+                    "Single-file structure with multiple positions is not yet supported: "
+                    f"{count} positions with prefer_single_file='always'; use 'auto' or "
+                    "'never' (one file per position)"
+                )
             return [root]
         stem = PurePosixPath(root.replace("\\", "/")).name
         width = max(3, len(str(count - 1)))
