@@ -57,10 +57,10 @@ def test_dims_from_standard_axes_matches_the_explicit_list() -> None:
 def test_dims_from_standard_axes_positions_and_errors() -> None:
     dims = dims_from_standard_axes({"t": None, "p": ["A1", "B2"], "y": 8, "x": 8})
     assert type(dims[1]) is Dimension and dims[1].type == "position"
-    assert [p.name for p in dims[1].positions] == ["A1", "B2"]
+    assert [p.name for p in dims[1].coords] == ["A1", "B2"]
     assert dims[0].count is None
     dims = dims_from_standard_axes({"p": 3, "y": 8, "x": 8})
-    assert [p.name for p in dims[0].positions] == ["0", "1", "2"]
+    assert [p.name for p in dims[0].coords] == ["0", "1", "2"]
     with pytest.raises(ValueError, match=r"Standard axes names must be one of .* Got: \['q'"):
         dims_from_standard_axes({"q": 2, "y": 8, "x": 8})
     with pytest.raises(ValueError, match="chunk_shapes: standard axes names"):

@@ -24,7 +24,7 @@ def test_position_objects_make_a_position_dimension_and_count() -> None:
     dim = Dimension(name="where", coords=[Position(name="a"), "b"])
     assert (dim.type, dim.count) == ("position", 2)
     assert all(isinstance(p, Position) for p in dim.coords or [])
-    assert [p.name for p in Dimension(name="p", type="position", count=3).positions] == [
+    assert [p.name for p in Dimension(name="p", type="position", count=3).coords or []] == [
         "0",
         "1",
         "2",
@@ -197,4 +197,4 @@ def test_standard_axes() -> None:
     assert (z.name, z.type, z.unit, z.count, z.chunk_size, z.scale) == (
         "z", "space", "micrometer", 5, 2, 0.5,
     )  # fmt: skip
-    assert StandardAxis.POSITION.to_dimension(coords=["a"]).positions == [Position(name="a")]
+    assert StandardAxis.POSITION.to_dimension(coords=["a"]).coords == [Position(name="a")]

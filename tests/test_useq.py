@@ -162,7 +162,7 @@ def test_frame_number_of_every_event_is_its_place_in_iteration(name: str) -> Non
         assert router.acquisition_index(number) == acquisition
         for dim, value in zip(dims, acquisition, strict=True):
             if dim.type == "position":
-                stored = dim.positions[value]
+                stored = dim.coords[value]
                 assert (stored.x_coord, stored.y_coord) == pytest.approx((event.x_pos, event.y_pos))
                 if stored.plate_row is not None:
                     # useq names a plate position after its well, e.g. 'B4_0001'
@@ -182,14 +182,14 @@ def test_dimension_metadata() -> None:
     assert p.type == "position" and t.type == "time"
     assert (t.count, t.scale, t.unit, t.type, t.shard_size_chunks) == (2, 2.0, "second", "time", 2)
     # ome-writers' names: the stage position's name (or index); grid cells by row/column
-    assert [(pos.name, pos.grid_row, pos.grid_column) for pos in p.positions] == [
+    assert [(pos.name, pos.grid_row, pos.grid_column) for pos in p.coords] == [
         ("0", 0, 0),
         ("0", 0, 1),
         ("cellB", 0, 0),
         ("cellB", 0, 1),
     ]
     # a relative grid is centred on the stage position; z comes from the stage position
-    assert [(pos.x_coord, pos.y_coord, pos.z_coord) for pos in p.positions] == [
+    assert [(pos.x_coord, pos.y_coord, pos.z_coord) for pos in p.coords] == [
         (-2.5, 0.0, 0.0),
         (2.5, 0.0, 0.0),
         (7.5, 10.0, 5.0),
@@ -282,7 +282,7 @@ def test_repeated_position_names_are_numbered() -> None:
     )
     (positions, *_) = dims(sequence, 4, 4)
     assert positions.type == "position"
-    assert [p.name for p in positions.positions] == ["cell", "cell_1", "2"]
+    assert [p.name for p in positions.coords] == ["cell", "cell_1", "2"]
 
 
 def test_a_dict_is_accepted_as_sequence() -> None:
@@ -546,7 +546,7 @@ def test_dims_from_useq_is_deprecated_but_answers_the_same() -> None:
 )
 def test_position_names_follow_ome_writers(sequence: Any, expected: list[Any]) -> None:
     (positions, *_) = dims(sequence)
-    assert [(p.name, p.grid_row, p.grid_column) for p in positions.positions] == expected
+    assert [(p.name, p.grid_row, p.grid_column) for p in positions.coords] == expected
 
 
 def test_plate_from_the_wells_positions_name() -> None:
@@ -561,7 +561,7 @@ def test_plate_from_the_wells_positions_name() -> None:
     assert plate is not None
     assert (plate.row_names, plate.column_names) == (["A", "B"], ["1", "2", "3"])
     (positions, *_) = result["dimensions"]
-    assert [(p.name, p.plate_row, p.plate_column) for p in positions.positions] == [
+    assert [(p.name, p.plate_row, p.plate_column) for p in positions.coords] == [
         ("f0", "A", "1"),
         ("f0", "B", "3"),
     ]

@@ -240,7 +240,10 @@ class AcquisitionSettings(SettingsModel):
         """Positions in acquisition order (one position named '0' when there is none)."""
         self._dims("positions")
         dim = self.position_dimension
-        return tuple(dim.positions) if dim is not None else (Position(name="0"),)
+        if dim is None or not dim.coords:
+            return (Position(name="0"),)
+        # a position dimension's coords are cast to Position objects when it is made
+        return tuple(c for c in dim.coords if isinstance(c, Position))
 
     @property
     def frame_dimensions(self) -> tuple[Dimension, ...]:

@@ -149,13 +149,6 @@ class Dimension(SettingsModel):
             return None
         return [c if isinstance(c, Channel) else Channel(name=str(c)) for c in self.coords]
 
-    @property
-    def positions(self) -> list[Position]:
-        """The coords of a position axis as Position objects ([] for other axes)."""
-        if self.type != "position" or not self.coords:
-            return []
-        return [c if isinstance(c, Position) else Position(name=str(c)) for c in self.coords]
-
 
 def _infer_type(coords: list[Any] | None, unit: str | None) -> DimensionType | None:
     from_unit = infer_dim_type_from_unit(unit)
