@@ -192,3 +192,31 @@ def test_one_tiff_file_for_several_positions_is_not_implemented() -> None:
     assert settings.output_path == "m.ome.tiff"
     with pytest.raises(NotImplementedError, match="Single-file structure with multiple"):
         settings.validate_stream_ready()
+
+
+def test_untyped_standard_names_are_stored_and_described_by_name(tmp_path: Path) -> None:
+    from ome_zarr_models.v05.image import Image
+
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "u.ome.zarr",
+        dtype="uint16",
+        dimensions=[Dimension(name="c", count=2), Dimension(name="t", count=3), *DIMS[-2:]],
+    )
+    assert [d.type for d in settings.dimensions[:2]] == [None, None]
+    frames = make_frames(6, (8, 8))
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    group = zarr.open_group(settings.output_path, mode="r")
+    Image.from_zarr(group)  # valid OME-Zarr 0.5: t and c typed by their names
+    axes = dict(group.attrs)["ome"]["multiscales"][0]["axes"]
+    assert [(a["name"], a.get("type")) for a in axes] == [
+        ("t", "time"),
+        ("c", "channel"),
+        ("y", "space"),
+        ("x", "space"),
+    ]
+    stored = zarr.open_array(f"{settings.output_path}/0", mode="r")[...]
+    for c in range(2):
+        for t in range(3):
+            np.testing.assert_array_equal(stored[t, c], frames[c * 3 + t])

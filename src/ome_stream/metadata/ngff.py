@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.settings.dimensions import effective_type
+
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
@@ -22,9 +24,6 @@ RESERVED_ATTRIBUTES = frozenset({"ome", "ome_stream", "ome_writers"})
 _DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
 
 
-_NAME_TYPES = {"t": "time", "c": "channel", "z": "space", "y": "space", "x": "space"}
-
-
 def _group(attributes: dict[str, Any]) -> dict[str, Any]:
     return {"zarr_format": 3, "node_type": "group", "attributes": attributes}
 
@@ -32,7 +31,7 @@ def _group(attributes: dict[str, Any]) -> dict[str, Any]:
 def _axis(dim: Dimension) -> dict[str, Any]:
     axis: dict[str, Any] = {"name": dim.name}
     # an untyped axis with a standard name gets that name's type (as yaozarrs does)
-    kind = dim.type or _NAME_TYPES.get(dim.name.lower())
+    kind = effective_type(dim)
     if kind is not None and kind != "other":
         axis["type"] = kind
     if dim.unit is not None and kind in ("space", "time"):
@@ -61,7 +60,7 @@ def _transformations(
 
 
 def _omero(array: ArraySpec) -> dict[str, Any] | None:
-    channel_dim = next((d for d in array.dims if d.type == "channel"), None)
+    channel_dim = next((d for d in array.dims if effective_type(d) == "channel"), None)
     if channel_dim is None or channel_dim.count is None:
         return None
     channels = channel_dim.channels or []

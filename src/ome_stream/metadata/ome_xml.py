@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ome_types import model as ome
 
+from ome_stream.settings.dimensions import effective_type
+
 if TYPE_CHECKING:
     from ome_stream.layout import ArraySpec, Layout
     from ome_stream.settings import Dimension
@@ -45,8 +47,7 @@ def ome_letters(dims: tuple[Dimension, ...]) -> list[str]:
     """
     letters: list[str | None] = []
     for dim in dims:
-        kind = dim.type or {"t": "time", "c": "channel", "z": "space"}.get(dim.name.lower(), "")
-        letter = {"time": "T", "channel": "C", "space": "Z"}.get(kind)
+        letter = {"time": "T", "channel": "C", "space": "Z"}.get(effective_type(dim) or "")
         letters.append(letter if letter not in letters else None)
     spare = [x for x in "TCZ" if x not in letters]
     resolved = []
