@@ -70,8 +70,8 @@ def mda_settings(
     root_path
         Where to write (``.ome.zarr`` or ``.ome.tiff``).
     chunk_shapes, shard_shapes, units
-        As for :func:`~ome_stream.dims_from_useq` (by axis name: ``t``, ``c``, ``z``,
-        ``y``, ``x``).
+        As for :func:`~ome_stream.useq_to_acquisition_settings` (by axis name: ``t``,
+        ``c``, ``z``, ``y``, ``x``).
     **settings
         Any other :class:`~ome_stream.AcquisitionSettings` field (``format``,
         ``compression``, ``overwrite``, ...).
@@ -84,7 +84,10 @@ def mda_settings(
     ------
     ValueError
         The summary has no image information, the camera has several channels
-        (multi-camera), or the sequence cannot be stored (see ``dims_from_useq``).
+        (multi-camera), or the settings are invalid.
+    NotImplementedError
+        The sequence's frames fill no rectangular array per position (see
+        :func:`~ome_stream.useq_to_acquisition_settings`).
 
     """
     infos = summary.get("image_infos") or ()
@@ -107,18 +110,16 @@ def mda_settings(
             scales=scales,
         )
         return AcquisitionSettings(root_path=root_path, dtype=dtype, dimensions=dims, **settings)
-    return useq_to_acquisition_settings(
+    fields = useq_to_acquisition_settings(
         sequence,
-        root_path=root_path,
-        dtype=dtype,
-        image_width=width,
-        image_height=height,
+        width,
+        height,
         pixel_size_um=pixel_size,
         chunk_shapes=chunk_shapes,
         shard_shapes=shard_shapes,
         units=units,
-        **settings,
     )
+    return AcquisitionSettings(root_path=root_path, dtype=dtype, **fields, **settings)
 
 
 def _event_key(event: Any) -> EventKey:
