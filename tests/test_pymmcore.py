@@ -715,3 +715,14 @@ def test_mda_settings_refuses_what_it_cannot_store(summary: dict, message: str) 
 
     with pytest.raises(ValueError, match=message):
         mda_settings(mda_positions(), summary, "s.ome.zarr")
+
+
+def test_handler_hardware_sequenced_burst(tmp_path: Path) -> None:
+    """A burst the camera acquires as one sequence: every frame still at its index."""
+    sequence = useq.MDASequence(
+        time_plan={"interval": 0, "loops": 20}, channels=["FITC"], axis_order="tc"
+    )
+    core, output = run_handler(tmp_path, sequence, ".ome.zarr")
+    assert core.mda.engine.use_hardware_sequencing  # pymmcore-plus' default
+    _, images = read_zarr(output)
+    check_frames(sequence, images)
