@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from ome_stream.sync import OMEStream
 
-__all__ = ["OMEStreamHandler", "mda_settings"]
+__all__ = ["OMEStreamHandler", "frame_metadata", "mda_settings"]
 
 logger = logging.getLogger(__name__)
 
