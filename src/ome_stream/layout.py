@@ -72,10 +72,11 @@ class ArraySpec:
     def frame_number(self, index: tuple[int, ...]) -> int:
         """Position of the frame at storage ``index`` in storage order (page number).
 
-        The first axis may be unbounded: its extent does not enter the computation.
+        The first axis may be unbounded: its extent does not enter the computation (it
+        multiplies 0). A 2-D acquisition (y, x only) has one frame, number 0.
         """
         number = 0
-        for i, size in zip(index, (1, *self.shape[1:-2]), strict=True):
+        for i, size in zip(index, self.shape[:-2], strict=True):
             number = number * size + i
         return number
 
