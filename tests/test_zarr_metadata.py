@@ -247,3 +247,22 @@ def test_window_of_a_channel_never_written_is_the_dtype_range(tmp_path: Path) ->
     channels = attributes(tmp_path / "s.ome.zarr")["ome"]["omero"]["channels"]
     assert channels[0]["window"] == {"start": 7, "end": 8, "min": 0, "max": 255}
     assert channels[1]["window"] == {"start": 0, "end": 255, "min": 0, "max": 255}
+
+
+def test_one_position_is_the_root_image(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "one.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            PositionDimension(positions=["Pos0"]),
+            *dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+        ],
+    )
+    with create_stream(settings) as stream:
+        for t in range(2):
+            stream.append(np.full((4, 4), t, "uint8"))
+        assert list(stream.get_metadata()) == ["."]
+    root = tmp_path / "one.ome.zarr"
+    image = Image.from_zarr(zarr.open_group(str(root), mode="r"))
+    assert image.ome_attributes.multiscales[0].name == "Pos0"
+    np.testing.assert_array_equal(read_tensorstore(root / "0")[:, 0, 0], [0, 1])

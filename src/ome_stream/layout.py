@@ -20,7 +20,32 @@ from ome_stream.pyramid import level_shape, plan_levels
 if TYPE_CHECKING:
     from ome_stream.settings import AcquisitionSettings, Dimension, Position, Pyramid
 
-__all__ = ["AcquisitionRecord", "ArraySpec", "Layout", "series_name", "stage_coordinate"]
+__all__ = [
+    "AcquisitionRecord",
+    "ArraySpec",
+    "Layout",
+    "channel_list",
+    "series_name",
+    "stage_coordinate",
+]
+
+
+@dataclass(frozen=True)
+class _NamedChannel:
+    name: str
+    color: Any = None
+
+
+def channel_list(dim: Dimension | None) -> list[Any]:
+    """The channels of a channel dimension (objects with ``name`` and ``color``).
+
+    Coordinates given as plain names become channels without a colour; a dimension
+    without coordinates has none.
+    """
+    if dim is None:
+        return []
+    coords = getattr(dim, "coords", None) or []
+    return [c if hasattr(c, "name") else _NamedChannel(str(c)) for c in coords]
 
 
 def series_name(position: Position) -> str:
@@ -145,7 +170,8 @@ class Layout:
         self.is_plate = settings.plate is not None
         self.acquisition_date = datetime.now(UTC)
         """When the stream was opened: the OME-XML AcquisitionDate of every image."""
-        self.multi_position = settings.position_dimension is not None
+        # one position is the root image, as in ome-writers; several, one image each
+        self.multi_position = len(settings.positions) > 1
         self.arrays = [
             ArraySpec(
                 position_index=index,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ome_stream.layout import stage_coordinate
+from ome_stream.layout import channel_list, stage_coordinate
 
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
@@ -82,7 +82,7 @@ def _omero(array: ArraySpec, layout: Layout | None) -> dict[str, Any] | None:
     channel_dim = next((d for d in array.dims if d.type == "channel"), None)
     if channel_dim is None or channel_dim.count is None:
         return None
-    channels = channel_dim.channels or []
+    channels = channel_list(channel_dim)
     if layout is not None:
         low, high = layout.contrast.value_range()
         windows = layout.contrast.windows()

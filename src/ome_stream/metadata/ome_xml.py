@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from ome_types import model as ome
 
-from ome_stream.layout import AcquisitionRecord, stage_coordinate
+from ome_stream.layout import AcquisitionRecord, channel_list, stage_coordinate
 
 if TYPE_CHECKING:
     from ome_stream.layout import ArraySpec, Layout
@@ -334,7 +334,7 @@ def _image(
 
 
 def _channels(c_dim: Dimension | None, count: int, image_index: int) -> list[ome.Channel]:
-    info = (c_dim.channels if c_dim is not None else None) or []
+    info = channel_list(c_dim)
     channels = []
     for c in range(count):
         channel = info[c] if c < len(info) else None
