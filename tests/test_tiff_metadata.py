@@ -21,40 +21,24 @@ from ome_stream import (
     Dimension,
     Plate,
     Position,
-    PositionDimension,
     create_stream,
     dims_from_standard_axes,
 )
 from ome_stream.layout import AcquisitionRecord, Layout
 from ome_stream.metadata.api import accept_update, current_metadata
 from ome_stream.metadata.ome_xml import COMPANION_INDEX
-from ome_stream.settings import OutputFormat
 
 MODES = ["redundant", "master-tiff", "companion-file"]
 
 
 def tiff_settings(fmt: dict[str, Any] | None = None, **kwargs: Any) -> AcquisitionSettings:
-    """OME-TIFF settings with ome-writers' format options (``multi_file_metadata``...).
-
-    Until the settings model has those fields, they are carried by a format object made
-    here (the metadata code reads them by name).
-    """
-    fmt = fmt or {}
-    settings = AcquisitionSettings(format={"name": "ome-tiff", **fmt}, **kwargs)
-    if all(getattr(settings.format, k, None) == v for k, v in fmt.items()):
-        return settings
-    carrier = type(
-        "TiffFormat",
-        (OutputFormat,),
-        {"__annotations__": dict.fromkeys(fmt, str), **fmt},
-    )
-    return settings.model_copy(update={"format": carrier(name="ome-tiff", backend="tifffile")})
+    """OME-TIFF settings with ome-writers' format options (``multi_file_metadata``...)."""
+    return AcquisitionSettings(format={"name": "ome-tiff", **(fmt or {})}, **kwargs)
 
 
 def staged(name: str, x: float, y: float, z: float, **kwargs: Any) -> Position:
-    """A Position with stage coordinates (``x_coord``... in ome-writers' model)."""
-    names = ("x_coord", "y_coord", "z_coord") if "x_coord" in Position.model_fields else "xyz"
-    return Position(name=name, **dict(zip(names, (x, y, z), strict=True)), **kwargs)
+    """A Position with stage coordinates."""
+    return Position(name=name, x_coord=x, y_coord=y, z_coord=z, **kwargs)
 
 
 def file_ome(path: Path | str) -> OME:
@@ -101,7 +85,9 @@ def two_positions(tmp_path: Path, mode: str, **fmt: Any) -> AcquisitionSettings:
         root_path=tmp_path / "run.ome.tiff",
         dtype="uint16",
         dimensions=[
-            PositionDimension(positions=[staged("Pos0", 100.0, 200.0, 5.0), "Pos1"]),
+            Dimension(
+                name="p", type="position", coords=[staged("Pos0", 100.0, 200.0, 5.0), "Pos1"]
+            ),
             Dimension(name="t", count=2, type="time", scale=2.0),
             Dimension(name="c", count=2, type="channel", coords=["DAPI", "GFP"]),
             *dims_from_standard_axes({"y": 16, "x": 16}, scales={"y": 0.5, "x": 0.5}),
@@ -215,7 +201,7 @@ def test_bioformats_sees_every_position_and_well_from_any_file(tmp_path: Path) -
         root_path=tmp_path / "plate.ome.tiff",
         dtype="uint16",
         dimensions=[
-            PositionDimension(positions=positions),
+            Dimension(name="p", type="position", coords=positions),
             Dimension(name="c", count=2, type="channel", coords=["DAPI", "GFP"]),
             *dims_from_standard_axes({"y": 8, "x": 8}, scales={"y": 0.25, "x": 0.25}),
         ],

@@ -20,7 +20,6 @@ from ome_stream import (
     Dimension,
     Plate,
     Position,
-    PositionDimension,
     available_backends,
     create_stream,
     dims_from_standard_axes,
@@ -50,10 +49,8 @@ def read_tensorstore(path: Path) -> np.ndarray:
 
 
 def staged(name: str, x: float, y: float, z: float, **kwargs: Any) -> Position:
-    """A Position with stage coordinates (``x_coord``... in ome-writers' model)."""
-    fields = Position.model_fields
-    names = ("x_coord", "y_coord", "z_coord") if "x_coord" in fields else ("x", "y", "z")
-    return Position(name=name, **dict(zip(names, (x, y, z), strict=True)), **kwargs)
+    """A Position with stage coordinates."""
+    return Position(name=name, x_coord=x, y_coord=y, z_coord=z, **kwargs)
 
 
 @pytest.mark.anyio
@@ -63,7 +60,7 @@ async def test_positions_are_series_named_by_position(tmp_path: Path, backend: s
         format=backend,
         dtype="uint16",
         dimensions=[
-            PositionDimension(positions=[staged("Pos0", 10.0, 20.0, 1.5), "Pos1"]),
+            Dimension(name="p", type="position", coords=[staged("Pos0", 10.0, 20.0, 1.5), "Pos1"]),
             *dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
         ],
     )
@@ -98,18 +95,15 @@ async def test_positions_are_series_named_by_position(tmp_path: Path, backend: s
     assert attributes(root / "Pos1")["ome_stream"]["position"] == {"name": "Pos1"}
 
 
-@pytest.mark.skipif("grid_row" not in Position.model_fields, reason="needs the 0.3.2 settings")
 def test_grid_positions_are_named_name_row_column(tmp_path: Path) -> None:
     positions = [
-        Position(name=n, grid_row=0, grid_column=c)  # type: ignore[call-arg]
-        for n in ("Pos0", "Pos1")
-        for c in (0, 1)
+        Position(name=n, grid_row=0, grid_column=c) for n in ("Pos0", "Pos1") for c in (0, 1)
     ]
     settings = AcquisitionSettings(
         root_path=tmp_path / "g.ome.zarr",
         dtype="uint8",
         dimensions=[
-            PositionDimension(positions=positions),  # type: ignore[call-arg]
+            Dimension(name="p", type="position", coords=positions),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
     )
@@ -133,7 +127,7 @@ def test_plate_fields_are_named_by_position(tmp_path: Path) -> None:
         root_path=tmp_path / "plate.ome.zarr",
         dtype="uint8",
         dimensions=[
-            PositionDimension(positions=positions),
+            Dimension(name="p", type="position", coords=positions),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
         plate=Plate(name="P", row_names=["A", "B"], column_names=["1", "2"]),
@@ -186,7 +180,7 @@ def test_update_metadata_arguments_are_checked_before_anything_changes(tmp_path:
         root_path=tmp_path / "e.ome.zarr",
         dtype="uint8",
         dimensions=[
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
     )
@@ -254,7 +248,7 @@ def test_one_position_is_the_root_image(tmp_path: Path) -> None:
         root_path=tmp_path / "one.ome.zarr",
         dtype="uint8",
         dimensions=[
-            PositionDimension(positions=["Pos0"]),
+            Dimension(name="p", type="position", coords=["Pos0"]),
             *dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
         ],
     )

@@ -18,34 +18,17 @@ from ome_stream.metadata.contrast import ContrastSampler
 from ome_stream.pyramid import level_shape, plan_levels
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ome_stream.settings import AcquisitionSettings, Dimension, Position, Pyramid
 
 __all__ = [
     "AcquisitionRecord",
     "ArraySpec",
     "Layout",
-    "channel_list",
     "series_name",
     "stage_coordinate",
 ]
-
-
-@dataclass(frozen=True)
-class _NamedChannel:
-    name: str
-    color: Any = None
-
-
-def channel_list(dim: Dimension | None) -> list[Any]:
-    """The channels of a channel dimension (objects with ``name`` and ``color``).
-
-    Coordinates given as plain names become channels without a colour; a dimension
-    without coordinates has none.
-    """
-    if dim is None:
-        return []
-    coords = getattr(dim, "coords", None) or []
-    return [c if hasattr(c, "name") else _NamedChannel(str(c)) for c in coords]
 
 
 def series_name(position: Position) -> str:
@@ -54,7 +37,7 @@ def series_name(position: Position) -> str:
     The position's name, made unique for grid positions as ``<name>_<row>_<column>``
     (the name ome-writers gives them).
     """
-    row, column = getattr(position, "grid_row", None), getattr(position, "grid_column", None)
+    row, column = position.grid_row, position.grid_column
     if row is not None and column is not None:
         return f"{position.name}_{row}_{column}"
     return position.name
@@ -62,9 +45,7 @@ def series_name(position: Position) -> str:
 
 def stage_coordinate(position: Position, axis: str) -> float | None:
     """The stage coordinate of ``position`` along ``axis`` ('x', 'y' or 'z'), if known."""
-    value = getattr(position, f"{axis}_coord", None)
-    if value is None:
-        value = getattr(position, axis, None)
+    value = getattr(position, f"{axis}_coord")
     return None if value is None else float(value)
 
 
@@ -200,7 +181,7 @@ class Layout:
         self.contrast = ContrastSampler(self)
         """Samples of the pixels written, for the display window of each channel."""
 
-    def _image_paths(self, positions: list[Position]) -> list[tuple[Position, str]]:
+    def _image_paths(self, positions: Sequence[Position]) -> list[tuple[Position, str]]:
         if self.is_plate:
             return [(pos, f"{pos.plate_row}/{pos.plate_column}/{pos.name}") for pos in positions]
         if self.multi_position:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.settings.dimensions import effective_type
+
 if TYPE_CHECKING:
     from ome_stream.layout import Layout
 
@@ -43,7 +45,9 @@ class ContrastSampler:
     def __init__(self, layout: Layout) -> None:
         self._layout = layout
         dims = layout.images[0].dims[:-2] if layout.images else ()
-        self._channel_axis = next((i for i, d in enumerate(dims) if d.type == "channel"), None)
+        self._channel_axis = next(
+            (i for i, d in enumerate(dims) if effective_type(d) == "channel"), None
+        )
         self._picks = tuple(
             (d.count // 2 if d.count else 0) if i != self._channel_axis else -1
             for i, d in enumerate(dims)

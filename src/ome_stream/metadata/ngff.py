@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ome_stream.layout import channel_list, stage_coordinate
+from ome_stream.layout import stage_coordinate
+from ome_stream.settings.dimensions import effective_type
 
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
@@ -43,9 +44,11 @@ def _group(attributes: dict[str, Any]) -> dict[str, Any]:
 
 def _axis(dim: Dimension) -> dict[str, Any]:
     axis: dict[str, Any] = {"name": dim.name}
-    if dim.type is not None and dim.type != "other":
-        axis["type"] = dim.type
-    if dim.unit is not None and dim.type in ("space", "time"):
+    # an untyped axis with a standard name gets that name's type (as yaozarrs does)
+    kind = effective_type(dim)
+    if kind is not None and kind != "other":
+        axis["type"] = kind
+    if dim.unit is not None and kind in ("space", "time"):
         axis["unit"] = dim.unit
     return axis
 
@@ -70,19 +73,11 @@ def _transformations(
     return transforms
 
 
-def _hex_color(color: Any) -> str | None:
-    """``RRGGBB`` (upper case) of a channel colour: a hex string or a pydantic Color."""
-    if color is None:
-        return None
-    text = str(color.as_hex(format="long")) if hasattr(color, "as_hex") else str(color)
-    return text.lstrip("#").upper()[:6]
-
-
 def _omero(array: ArraySpec, layout: Layout | None) -> dict[str, Any] | None:
-    channel_dim = next((d for d in array.dims if d.type == "channel"), None)
+    channel_dim = next((d for d in array.dims if effective_type(d) == "channel"), None)
     if channel_dim is None or channel_dim.count is None:
         return None
-    channels = channel_list(channel_dim)
+    channels = channel_dim.channels or []
     if layout is not None:
         low, high = layout.contrast.value_range()
         windows = layout.contrast.windows()
@@ -98,7 +93,7 @@ def _omero(array: ArraySpec, layout: Layout | None) -> dict[str, Any] | None:
         entries.append(
             {
                 "label": channel.name if channel else f"Channel {index}",
-                "color": (_hex_color(channel.color) if channel else None) or DEFAULT_COLOR,
+                "color": (channel.color_hex if channel else None) or DEFAULT_COLOR,
                 "active": True,
                 "coefficient": 1.0,
                 "family": "linear",
@@ -113,13 +108,15 @@ def _stage_position(array: ArraySpec) -> dict[str, Any]:
     position = array.position
     entry: dict[str, Any] = {"name": position.name}
     for key in ("plate_row", "plate_column", "grid_row", "grid_column"):
-        if (value := getattr(position, key, None)) is not None:
+        if (value := getattr(position, key)) is not None:
             entry[key] = value
     coordinates = {axis: stage_coordinate(position, axis) for axis in "xyz"}
     entry.update({k: v for k, v in coordinates.items() if v is not None})
     if any(v is not None for v in coordinates.values()):
         x_dim = array.dims[-1]
-        entry["unit"] = x_dim.unit if x_dim.type == "space" and x_dim.unit else "micrometer"
+        entry["unit"] = (
+            x_dim.unit if effective_type(x_dim) == "space" and x_dim.unit else "micrometer"
+        )
     return entry
 
 

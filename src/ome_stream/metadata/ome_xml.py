@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from ome_types import model as ome
 
-from ome_stream.layout import AcquisitionRecord, channel_list, stage_coordinate
+from ome_stream.layout import AcquisitionRecord, stage_coordinate
+from ome_stream.settings import OmeTiffFormat
+from ome_stream.settings.dimensions import effective_type
 
 if TYPE_CHECKING:
     from ome_stream.layout import ArraySpec, Layout
@@ -89,33 +91,31 @@ def tiff_files(layout: Layout) -> TiffFiles:
     """
     settings = layout.settings
     fmt = settings.format
-    prefer = getattr(fmt, "prefer_single_file", "auto")
+    assert isinstance(fmt, OmeTiffFormat)
     many = len(layout.images) > 1
-    if prefer == "always" and many:
+    if fmt.prefer_single_file == "always" and many:
         raise NotImplementedError(
             "Single-file structure with multiple positions is not supported: each "
             "position is its own OME-TIFF file; use prefer_single_file='auto' or 'never'"
         )
     paths = [str(p) for p in settings.tiff_file_paths()]
-    if not many and prefer != "never":
+    if fmt.single_file(len(layout.images)):
         return TiffFiles("single", paths, None)
-    mode: Mode = getattr(fmt, "multi_file_metadata", "redundant")
     companion = None
-    if mode == "companion-file":
-        name = getattr(fmt, "companion_file", "companion.ome")
-        companion = os.path.join(settings.output_path, name)
-    return TiffFiles(mode, paths, companion)
+    if fmt.multi_file_metadata == "companion-file":
+        companion = os.path.join(settings.output_path, fmt.companion_file)
+    return TiffFiles(fmt.multi_file_metadata, paths, companion)
 
 
 def ome_letters(dims: tuple[Dimension, ...]) -> list[str]:
     """The OME letter (T, C or Z) of each non-frame dimension, in the given order.
 
-    Time maps to T, channel to C, space to Z; dimensions of another type take the letters
-    left over, in the order T, C, Z.
+    Time maps to T, channel to C, space to Z (an untyped t, c or z by its name);
+    dimensions of another type take the letters left over, in the order T, C, Z.
     """
     letters: list[str | None] = []
     for dim in dims:
-        letter = {"time": "T", "channel": "C", "space": "Z"}.get(dim.type or "")
+        letter = {"time": "T", "channel": "C", "space": "Z"}.get(effective_type(dim) or "")
         letters.append(letter if letter not in letters else None)
     spare = [x for x in "TCZ" if x not in letters]
     resolved = []
@@ -132,7 +132,7 @@ def ome_letters(dims: tuple[Dimension, ...]) -> list[str]:
 
 def length_unit(dim: Dimension | None) -> str:
     """The OME length unit symbol of a spatial dimension (µm when it has none)."""
-    if dim is None or dim.type != "space" or not dim.unit:
+    if dim is None or effective_type(dim) != "space" or not dim.unit:
         return "µm"
     return _LENGTH_UNITS.get(dim.unit, "µm")
 
@@ -334,36 +334,26 @@ def _image(
 
 
 def _channels(c_dim: Dimension | None, count: int, image_index: int) -> list[ome.Channel]:
-    info = channel_list(c_dim)
+    info = (c_dim.channels if c_dim is not None else None) or []
     channels = []
     for c in range(count):
         channel = info[c] if c < len(info) else None
         kwargs: dict[str, Any] = {"id": f"Channel:{image_index}:{c}", "samples_per_pixel": 1}
         if channel is not None:
             kwargs["name"] = channel.name
-            if (color := _rgb(channel.color)) is not None:
-                kwargs["color"] = ome.Color(color)
-            for ours, theirs in (
-                ("emission_wavelength_nm", "emission_wavelength"),
-                ("excitation_wavelength_nm", "excitation_wavelength"),
+            if channel.color is not None:
+                kwargs["color"] = ome.Color(channel.color.as_rgb_tuple(alpha=False))
+            for theirs, value in (
+                ("emission_wavelength", channel.emission_wavelength_nm),
+                ("excitation_wavelength", channel.excitation_wavelength_nm),
             ):
-                if (value := getattr(channel, ours, None)) is not None:
+                if value is not None:
                     kwargs[theirs] = float(value)
                     kwargs[f"{theirs}_unit"] = "nm"
-            if (fluor := getattr(channel, "fluorophore", None)) is not None:
-                kwargs["fluor"] = fluor
+            if channel.fluorophore is not None:
+                kwargs["fluor"] = channel.fluorophore
         channels.append(ome.Channel(**kwargs))
     return channels
-
-
-def _rgb(color: Any) -> tuple[int, int, int] | None:
-    if color is None:
-        return None
-    if hasattr(color, "as_rgb_tuple"):
-        r, g, b, *_ = color.as_rgb_tuple()
-        return int(r), int(g), int(b)
-    text = str(color).lstrip("#")
-    return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
 
 
 def _stage_label(array: ArraySpec, units: dict[str, str]) -> ome.StageLabel | None:
