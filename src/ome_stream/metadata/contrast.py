@@ -6,7 +6,7 @@ the window's ``start``/``end`` come from the data: backends hand each block they
 :meth:`ContrastSampler.observe`, which keeps a small strided copy of a few frames per
 channel (the first written of each image and channel, and one at the middle of every
 other axis — the middle of a z-stack is where the focus usually is) for the first few
-images. Observing costs an index check per block and a copy of at most 256x256 pixels
+images. Observing costs an index check per block and a copy of about 128x128 pixels
 for the few frames sampled; the percentiles are computed when the metadata is written,
 in a worker thread.
 """
@@ -27,7 +27,7 @@ __all__ = ["ContrastSampler"]
 #: Images (positions) sampled; the others reuse their channels' windows.
 MAX_IMAGES = 4
 #: Pixels per side of a frame sample (frames are subsampled with a stride to this size).
-SAMPLE_SIDE = 256
+SAMPLE_SIDE = 128
 #: Percentiles of the sampled pixels that become the window's start and end.
 PERCENTILES = (0.1, 99.9)
 
