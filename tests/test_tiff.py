@@ -30,12 +30,17 @@ from ome_stream import (
 )
 
 
-def read_tiff(path: Path) -> tuple[np.ndarray, object]:
+def read_tiff(path: Path, series: int = 0) -> tuple[np.ndarray, object]:
+    """The pixels of image ``series`` and the OME-XML of the file at ``path``.
+
+    In a multi-file acquisition every file describes every image (tifffile then reads
+    image ``series`` from the file its TiffData names).
+    """
     with tifffile.TiffFile(path) as tif:
         xml = tif.ome_metadata
         assert xml is not None, "no OME-XML in the first page"
         validate_xml(xml)
-        return tif.series[0].asarray(), from_xml(xml)
+        return tif.series[series].asarray(), from_xml(xml)
 
 
 async def acquire(settings: AcquisitionSettings, frames: np.ndarray, metadata=None) -> None:
@@ -97,18 +102,23 @@ async def test_single_5d_any_tcz_order_is_stored_as_acquired(tmp_path: Path, ord
     assert pixels.time_increment == 1.5
     assert [c.name for c in pixels.channels] == ["DAPI", "GFP", "mCherry"]
     assert pixels.channels[0].color.as_rgb_tuple() == (0, 0, 255)
-    assert len(pixels.planes) == 24 and len(pixels.tiff_data_blocks) == 24
+    assert ome.images[0].acquisition_date is not None
+    # one TiffData block for the file's pages, in DimensionOrder
+    assert [(t.ifd, t.plane_count, t.uuid) for t in pixels.tiff_data_blocks] == [(0, 24, None)]
+    assert len(pixels.planes) == 24
     for page, (plane, index) in enumerate(zip(pixels.planes, np.ndindex(*shape), strict=True)):
         at = dict(zip(order[:3], index, strict=True))
         assert (plane.the_t, plane.the_c, plane.the_z) == (at["t"], at["c"], at["z"])
-        assert plane.delta_t == page * 0.25 and plane.exposure_time == 5.0
-        assert plane.position_x == 10.0 + page
+        assert plane.delta_t == page * 0.25 and plane.delta_t_unit.value == "s"
+        # ExposureTime is the value given, in seconds (ome-writers' convention)
+        assert plane.exposure_time == 5.0 and plane.exposure_time_unit.value == "s"
+        assert plane.position_x == 10.0 + page and plane.position_x_unit.value == "µm"
         annotation = next(
             a
             for a in ome.structured_annotations.map_annotations
             if a.id == plane.annotation_refs[0].id
         )
-        assert {m.k: m.value for m in annotation.value.ms} == {"frame": str(page), "laser": "488"}
+        assert {m.k: m.value for m in annotation.value.ms} == {"laser": "488"}
 
 
 def test_format_key_without_suffix_and_sync_api(tmp_path: Path) -> None:
@@ -143,11 +153,22 @@ async def test_multiple_positions_one_file_each(tmp_path: Path) -> None:
     frames = make_frames(48, (16, 16))
     await acquire(settings, frames)
     acquisition = frames.reshape(2, 2, 3, 4, 16, 16)
+    names = [f"my_file_p{p:03d}.ome.tiff" for p in range(2)]
+    uuids = set()
     for p in range(2):
-        data, ome = read_tiff(tmp_path / "dest" / "my_file" / f"my_file_p{p:03d}.ome.tiff")
+        data, ome = read_tiff(tmp_path / "dest" / "my_file" / names[p], series=p)
         np.testing.assert_array_equal(data, acquisition[:, p])
-        assert ome.images[0].name == f"Pos{p}"
-        assert ome.images[0].pixels.physical_size_z == 5
+        with tifffile.TiffFile(tmp_path / "dest" / "my_file" / names[p]) as tif:
+            pages = np.stack([page.asarray() for page in tif.pages])
+        np.testing.assert_array_equal(pages, acquisition[:, p].reshape(24, 16, 16))
+        # "redundant": every file describes both positions and names their files
+        assert [i.name for i in ome.images] == ["Pos0", "Pos1"]
+        assert all(i.pixels.physical_size_z == 5 for i in ome.images)
+        refs = [i.pixels.tiff_data_blocks[0].uuid for i in ome.images]
+        assert [r.file_name for r in refs] == names
+        assert refs[p].value == ome.uuid
+        uuids.add(tuple(r.value for r in refs))
+    assert len(uuids) == 1  # both files agree on every file's UUID
 
 
 def test_plate_metadata(tmp_path: Path) -> None:
@@ -167,17 +188,17 @@ def test_plate_metadata(tmp_path: Path) -> None:
     )
     frames = make_frames(6, (8, 8))
     acquire_sync(settings, frames)
-    for p, position in enumerate(positions):
-        data, ome = read_tiff(Path(settings.tiff_file_paths()[p]))
+    for p in range(len(positions)):
+        data, ome = read_tiff(Path(settings.tiff_file_paths()[p]), series=p)
         np.testing.assert_array_equal(data, frames.reshape(3, 2, 8, 8)[p])
+        # every file holds the whole plate: each well, each field linked to its image
         plate = ome.plates[0]
         assert plate.name == "Example Plate" and (plate.rows, plate.columns) == (4, 8)
-        well = plate.wells[0]
-        assert (well.row, well.column) == (
-            "ABCD".index(position.plate_row),
-            "12345678".index(position.plate_column),
-        )
-        assert well.well_samples[0].image_ref.id == ome.images[0].id
+        assert plate.row_naming_convention.value == "letter"
+        assert plate.column_naming_convention.value == "number"
+        samples = {(w.row, w.column): [s.image_ref.id for s in w.well_samples] for w in plate.wells}
+        assert samples == {(0, 0): ["Image:0"], (2, 3): ["Image:1", "Image:2"]}
+        assert [i.name for i in ome.images] == ["fov0", "fov0", "fov1"]
 
 
 @pytest.mark.anyio
@@ -259,7 +280,8 @@ async def test_view_reads_pages_back_and_global_metadata(tmp_path: Path) -> None
     annotation = next(
         a for a in ome.structured_annotations.map_annotations if a.namespace == "microscope"
     )
-    assert {m.k: m.value for m in annotation.value.ms} == {"objective": "20x"}
+    # every value JSON-encoded, strings too (as ome-writers writes them)
+    assert {m.k: m.value for m in annotation.value.ms} == {"objective": '"20x"'}
 
 
 def test_settings_the_tiff_backend_cannot_honour() -> None:
@@ -324,5 +346,5 @@ def test_update_metadata_after_close_rewrites_the_ome_xml(tmp_path: Path) -> Non
     np.testing.assert_array_equal(data, frames)
     assert ome.images[0].name == "renamed after the run"
     assert ome.images[0].description == "a note added later"
-    with pytest.raises(TypeError, match="must be ome_types.OME"):
+    with pytest.raises(TypeError, match="OME"):
         stream.update_metadata({0: "<OME/>"})

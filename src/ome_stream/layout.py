@@ -7,11 +7,14 @@ backend, so every part agrees on where each array lives and how it is tiled.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.metadata.contrast import ContrastSampler
 from ome_stream.pyramid import level_shape, plan_levels
 
 if TYPE_CHECKING:
@@ -19,7 +22,31 @@ if TYPE_CHECKING:
 
     from ome_stream.settings import AcquisitionSettings, Dimension, Position, Pyramid
 
-__all__ = ["AcquisitionRecord", "ArraySpec", "Layout"]
+__all__ = [
+    "AcquisitionRecord",
+    "ArraySpec",
+    "Layout",
+    "series_name",
+    "stage_coordinate",
+]
+
+
+def series_name(position: Position) -> str:
+    """The group name of a position's image in a multi-position OME-Zarr.
+
+    The position's name, made unique for grid positions as ``<name>_<row>_<column>``
+    (the name ome-writers gives them).
+    """
+    row, column = position.grid_row, position.grid_column
+    if row is not None and column is not None:
+        return f"{position.name}_{row}_{column}"
+    return position.name
+
+
+def stage_coordinate(position: Position, axis: str) -> float | None:
+    """The stage coordinate of ``position`` along ``axis`` ('x', 'y' or 'z'), if known."""
+    value = getattr(position, f"{axis}_coord")
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)
@@ -51,12 +78,11 @@ class ArraySpec:
     def frame_number(self, index: tuple[int, ...]) -> int:
         """Position of the frame at storage ``index`` in storage order (page number).
 
-        The first axis may be unbounded: its extent does not enter the computation.
+        The first axis may be unbounded: its extent does not enter the computation (it
+        multiplies 0). A 2-D acquisition (y, x only) has one frame, number 0.
         """
         number = 0
-        if not index:  # a single-frame (y, x) image
-            return number
-        for i, size in zip(index, (1, *self.shape[1:-2]), strict=True):
+        for i, size in zip(index, self.shape[:-2], strict=True):
             number = number * size + i
         return number
 
@@ -64,6 +90,11 @@ class ArraySpec:
     def dim_names(self) -> tuple[str, ...]:
         """Dimension names in storage order."""
         return tuple(d.name for d in self.dims)
+
+    @property
+    def metadata_key(self) -> str:
+        """The image's key in ``get_metadata`` for OME-Zarr ('.' when it is the root)."""
+        return self.image_path or "."
 
 
 @dataclass
@@ -73,12 +104,26 @@ class AcquisitionRecord:
     final_shapes: list[tuple[int, ...]]
     """Final storage shape of each array (an unbounded axis trimmed to what was written)."""
     frame_metadata: list[list[dict[str, Any]]]
-    """Per array, one entry per frame that carried metadata, with its storage index."""
+    """Per image, one entry per frame that carried metadata, in the order appended: the
+    metadata given to ``append`` plus ``"storage_index"``, the frame's index (non-frame
+    axes, storage order) as a list — the entry ome-writers stores."""
     global_metadata: dict[str, Any] = field(default_factory=dict)
     """Namespace → JSON mapping, from ``set_global_metadata``."""
     overrides: dict[Any, Any] = field(default_factory=dict)
     """From ``update_metadata``: OME-Zarr group path → attributes, or OME-TIFF position
     index → ``ome_types.OME``; these replace what would be generated."""
+
+    def __post_init__(self) -> None:
+        self.frame_metadata = [[_frame_entry(e) for e in frames] for frames in self.frame_metadata]
+
+
+def _frame_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    # Entries the stream recorded as {"frame": n, "index": {name: i}, **metadata} (before
+    # it records {**metadata, "storage_index": [...]}) are converted to that shape.
+    if "storage_index" in entry or "index" not in entry:
+        return entry
+    rest = {k: v for k, v in entry.items() if k not in ("frame", "index")}
+    return {**rest, "storage_index": list(entry["index"].values())}
 
 
 class Layout:
@@ -104,7 +149,10 @@ class Layout:
         shards = tuple(c * (d.shard_size_chunks or 1) for c, d in zip(chunks, dims, strict=True))
         shape = tuple(d.count or 0 for d in dims)
         self.is_plate = settings.plate is not None
-        self.multi_position = settings.position_dimension is not None
+        self.acquisition_date = datetime.now(UTC)
+        """When the stream was opened: the OME-XML AcquisitionDate of every image."""
+        # one position is the root image, as in ome-writers; several, one image each
+        self.multi_position = len(settings.positions) > 1
         self.arrays = [
             ArraySpec(
                 position_index=index,
@@ -127,18 +175,17 @@ class Layout:
         """Storage axis binned in z by the pyramid, if any."""
         if settings.pyramid is not None:
             self._add_levels(settings.pyramid, dims)
+        self.file_uuids = [f"urn:uuid:{uuid.uuid4()}" for _ in range(len(self.images) + 1)]
+        """OME-TIFF: the UUID of each image's file, then of the companion file; fixed for
+        the stream's lifetime so every rewrite of the OME-XML keeps the references."""
+        self.contrast = ContrastSampler(self)
+        """Samples of the pixels written, for the display window of each channel."""
 
     def _image_paths(self, positions: Sequence[Position]) -> list[tuple[Position, str]]:
         if self.is_plate:
-            fields: dict[tuple[str | None, str | None], int] = {}
-            paths = []
-            for pos in positions:
-                well = (pos.plate_row, pos.plate_column)
-                fields[well] = fields.get(well, -1) + 1
-                paths.append((pos, f"{pos.plate_row}/{pos.plate_column}/{fields[well]}"))
-            return paths
+            return [(pos, f"{pos.plate_row}/{pos.plate_column}/{pos.name}") for pos in positions]
         if self.multi_position:
-            return [(pos, str(index)) for index, pos in enumerate(positions)]
+            return [(pos, series_name(pos)) for pos in positions]
         return [(positions[0], "")]
 
     def _add_levels(self, pyramid: Pyramid, dims: tuple[Dimension, ...]) -> None:

@@ -160,6 +160,7 @@ class AcquireZarrBackend(Backend):
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Append one frame (after zeros for any skipped before it)."""
+        self.layout.contrast.observe(array_index, origin, block)
         await self._append(
             array_index,
             self.layout.arrays[array_index].frame_number(origin),

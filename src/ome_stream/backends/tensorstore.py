@@ -10,6 +10,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import tensorstore as ts
 
 from ome_stream.backends._futures import wait_future
@@ -180,6 +181,7 @@ class TensorStoreBackend(Backend):
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one whole block and wait until it is committed to storage."""
+        self.layout.contrast.observe(array_index, origin, block)
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
         # The stream keeps ``block`` unmodified until this returns and the context has no
         # cache, so tensorstore may use the data in place: no copy on the event loop.
@@ -214,6 +216,7 @@ class TensorStoreBackend(Backend):
         if self.layout.settings.is_unbounded:
             for index, shape in enumerate(record.final_shapes):
                 await self.resize(index, shape[0])
+        await anyio.to_thread.run_sync(self.layout.contrast.windows)
         await self.rewrite_metadata(record)
 
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:

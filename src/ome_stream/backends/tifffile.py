@@ -25,7 +25,7 @@ import tifffile
 
 from ome_stream.backends._futures import wait_future
 from ome_stream.backends.base import Backend
-from ome_stream.metadata.ome_xml import build_ome
+from ome_stream.metadata.ome_xml import COMPANION_INDEX, tiff_documents, tiff_files
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,8 +47,10 @@ class _FileWriter:
         frame_shape: tuple[int, int],
         dtype: np.dtype[Any],
         compression: str | None,
+        resolution: dict[str, Any] | None = None,
     ) -> None:
         self.path = path
+        self.resolution = resolution or {}
         self.frame_shape = frame_shape
         self.dtype = dtype
         self.compression = _CODECS.get(compression or "none")
@@ -163,6 +165,7 @@ class _FileWriter:
             metadata=None,
             contiguous=False,
             photometric="minisblack",
+            **self.resolution,
             **kwargs,
         )
         self._writer.filehandle.flush()
@@ -181,6 +184,33 @@ def _place_xml(path: Path, xml: str) -> None:
     tifffile.tiffcomment(path, comment=xml.encode("utf-8"))
 
 
+def _write_companion(path: Path, xml: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(xml.encode("utf-8"))
+
+
+# centimetres per unit: TIFF resolution tags count pixels per centimetre
+_CM_PER_UNIT = {
+    "nanometer": 1e-7, "nm": 1e-7, "micrometer": 1e-4, "um": 1e-4, "µm": 1e-4,
+    "millimeter": 0.1, "mm": 0.1, "centimeter": 1.0, "meter": 100.0,
+}  # fmt: skip
+
+
+def resolution_tags(layout: Layout) -> dict[str, Any]:
+    """TIFF XResolution/YResolution (pixels per cm) from the x/y pixel size, if known.
+
+    For readers that ignore the OME-XML (ImageJ's plain TIFF reader, image viewers).
+    """
+    y_dim, x_dim = layout.settings.frame_dimensions
+    sizes = []
+    for dim in (x_dim, y_dim):
+        per_unit = _CM_PER_UNIT.get(dim.unit or "micrometer")
+        if not dim.scale or per_unit is None:
+            return {}
+        sizes.append(1.0 / (float(dim.scale) * per_unit))
+    return {"resolution": tuple(sizes), "resolutionunit": tifffile.RESUNIT.CENTIMETER}
+
+
 class TiffBackend(Backend):
     """Writes one OME-TIFF file per position; see the module docstring."""
 
@@ -190,7 +220,9 @@ class TiffBackend(Backend):
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
         settings = layout.settings
-        self._paths = [Path(p) for p in settings.tiff_file_paths()]
+        self._files_plan = tiff_files(layout)
+        self._paths = [Path(p) for p in self._files_plan.paths]
+        self._resolution = resolution_tags(layout)
         self._files: list[_FileWriter] = []
         permutation = settings.storage_permutation
         self._reordered = permutation != tuple(sorted(permutation))
@@ -203,7 +235,13 @@ class TiffBackend(Backend):
         settings = self.layout.settings
         for array, path in zip(self.layout.arrays, self._paths, strict=True):
             self._files.append(
-                _FileWriter(path, self.layout.frame_shape, array.dtype, settings.compression)
+                _FileWriter(
+                    path,
+                    self.layout.frame_shape,
+                    array.dtype,
+                    settings.compression,
+                    self._resolution,
+                )
             )
             await wait_future(self._files[-1].submit(self._files[-1].create))
 
@@ -243,9 +281,7 @@ class TiffBackend(Backend):
 
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Pad missing pages with zeros, then write each file's OME-XML."""
-        for array_index, (file, array) in enumerate(
-            zip(self._files, self.layout.arrays, strict=True)
-        ):
+        for array_index, file in enumerate(self._files):
             shape = record.final_shapes[array_index]
             total = int(np.prod(shape[:-2], dtype=np.int64))
             written: int = await wait_future(file.submit(file.count_pages))
@@ -255,13 +291,9 @@ class TiffBackend(Backend):
                 await wait_future(future)
             if file.broken is not None:
                 raise file.broken
-            document = record.overrides.get(array_index) or build_ome(
-                self.layout,
-                array,
-                shape,
-                record.frame_metadata[array_index],
-                record.global_metadata,
-            )
+        documents = await anyio.to_thread.run_sync(tiff_documents, self.layout, record)
+        for array_index, file in enumerate(self._files):
+            document = documents[array_index]
 
             def place_xml(file: _FileWriter = file, document: Any = document) -> None:
                 xml = document.to_xml()
@@ -269,18 +301,21 @@ class TiffBackend(Backend):
                 tifffile.tiffcomment(file.path, comment=xml.encode("utf-8"))
 
             await wait_future(file.submit(place_xml))
+        await self._write_companion(documents)
+
+    async def _write_companion(self, documents: dict[int, Any]) -> None:
+        companion = self._files_plan.companion
+        if companion is not None:
+            xml: str = await anyio.to_thread.run_sync(documents[COMPANION_INDEX].to_xml)
+            await anyio.to_thread.run_sync(_write_companion, Path(companion), xml)
 
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
-        """Replace each file's OME-XML (after close)."""
-        for array_index, (path, array) in enumerate(
-            zip(self._paths, self.layout.arrays, strict=True)
-        ):
-            document = record.overrides.get(array_index) or build_ome(
-                self.layout, array, record.final_shapes[array_index],
-                record.frame_metadata[array_index], record.global_metadata,
-            )  # fmt: skip
-            xml: str = await anyio.to_thread.run_sync(document.to_xml)
+        """Replace each file's OME-XML, and the companion file (after close)."""
+        documents = await anyio.to_thread.run_sync(tiff_documents, self.layout, record)
+        for array_index, path in enumerate(self._paths):
+            xml: str = await anyio.to_thread.run_sync(documents[array_index].to_xml)
             await anyio.to_thread.run_sync(_place_xml, path, xml)
+        await self._write_companion(documents)
 
     async def aclose(self) -> None:
         """Stop the writer threads (their queued work finishes first)."""

@@ -145,6 +145,7 @@ class ZarrPythonBackend(Backend):
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one whole block (a row of shards)."""
+        self.layout.contrast.observe(array_index, origin, block)
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
         await self._loop.run(self._arrays[array_index].setitem(region, block))
 
@@ -163,6 +164,7 @@ class ZarrPythonBackend(Backend):
         if self.layout.settings.is_unbounded:
             for index, shape in enumerate(record.final_shapes):
                 await self.resize(index, shape[0])
+        await anyio.to_thread.run_sync(self.layout.contrast.windows)
         await self._loop.run(self._write_groups(group_documents(self.layout, record)))
 
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:

@@ -6,22 +6,36 @@ keyed by their path below the root (``""`` is the root group).
 
 from __future__ import annotations
 
+import json
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.layout import stage_coordinate
 from ome_stream.settings.dimensions import effective_type
 
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
 
-__all__ = ["NGFF_VERSION", "RESERVED_ATTRIBUTES", "group_documents"]
+__all__ = [
+    "NGFF_VERSION",
+    "RESERVED_ATTRIBUTES",
+    "group_attributes",
+    "group_documents",
+    "image_attributes",
+]
 
 NGFF_VERSION = "0.5"
 #: Names ome-stream owns in group attributes; global metadata namespaces may not use them.
 RESERVED_ATTRIBUTES = frozenset({"ome", "ome_stream", "ome_writers"})
-_DEFAULT_COLORS = ("00FF00", "FF00FF", "00FFFF", "FF0000", "0000FF", "FFFF00", "FFFFFF")
+#: Colour of a channel given without one (ome-writers' default, OME's default too).
+DEFAULT_COLOR = "FFFFFF"
+try:
+    WRITER_VERSION = version("ome-stream")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    WRITER_VERSION = "unknown"
 
 
 def _group(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -59,45 +73,65 @@ def _transformations(
     return transforms
 
 
-def _omero(array: ArraySpec) -> dict[str, Any] | None:
+def _omero(array: ArraySpec, layout: Layout | None) -> dict[str, Any] | None:
     channel_dim = next((d for d in array.dims if effective_type(d) == "channel"), None)
     if channel_dim is None or channel_dim.count is None:
         return None
     channels = channel_dim.channels or []
-    if np.issubdtype(array.dtype, np.integer):
+    if layout is not None:
+        low, high = layout.contrast.value_range()
+        windows = layout.contrast.windows()
+    elif np.issubdtype(array.dtype, np.integer):
         info = np.iinfo(array.dtype)
-        low, high = float(info.min), float(info.max)
+        low, high, windows = float(info.min), float(info.max), {}
     else:
-        low, high = 0.0, 1.0
+        low, high, windows = 0.0, 1.0, {}
     entries = []
     for index in range(channel_dim.count):
         channel = channels[index] if index < len(channels) else None
+        start, end = windows.get(index, (low, high))
         entries.append(
             {
                 "label": channel.name if channel else f"Channel {index}",
-                "color": (channel.color_hex if channel and channel.color else None)
-                or _DEFAULT_COLORS[index % len(_DEFAULT_COLORS)],
+                "color": (channel.color_hex if channel else None) or DEFAULT_COLOR,
                 "active": True,
                 "coefficient": 1.0,
                 "family": "linear",
                 "inverted": False,
-                "window": {"start": low, "end": high, "min": low, "max": high},
+                "window": {"start": start, "end": end, "min": low, "max": high},
             }
         )
     return {"channels": entries, "rdefs": {"model": "color"}}
 
 
+def _stage_position(array: ArraySpec) -> dict[str, Any]:
+    position = array.position
+    entry: dict[str, Any] = {"name": position.name}
+    for key in ("plate_row", "plate_column", "grid_row", "grid_column"):
+        if (value := getattr(position, key)) is not None:
+            entry[key] = value
+    coordinates = {axis: stage_coordinate(position, axis) for axis in "xyz"}
+    entry.update({k: v for k, v in coordinates.items() if v is not None})
+    if any(v is not None for v in coordinates.values()):
+        x_dim = array.dims[-1]
+        entry["unit"] = (
+            x_dim.unit if effective_type(x_dim) == "space" and x_dim.unit else "micrometer"
+        )
+    return entry
+
+
 def image_attributes(
     array: ArraySpec,
     frame_metadata: list[dict[str, Any]] | None = None,
-    global_metadata: dict[str, Any] | None = None,
     levels: int = 1,
     binned_axes: frozenset[int] = frozenset(),
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
-    """The attributes of one image group: multiscales, omero, and frame metadata.
+    """The attributes of one image group: multiscales, omero, frame metadata, position.
 
     ``levels`` datasets are listed (paths "0", "1", ...); level ``l`` scales the
-    ``binned_axes`` by ``2**l``.
+    ``binned_axes`` by ``2**l``. With ``layout``, the omero windows come from the pixels
+    sampled so far (:class:`~ome_stream.metadata.contrast.ContrastSampler`).
     """
     datasets = [
         {
@@ -116,16 +150,16 @@ def image_attributes(
             }
         ],
     }
-    if (omero := _omero(array)) is not None:
+    if (omero := _omero(array, layout)) is not None:
         ome["omero"] = omero
-    attributes: dict[str, Any] = {"ome": ome}
-    extra: dict[str, Any] = {"dimension_names": list(array.dim_names)}
-    if frame_metadata:
-        extra["frame_metadata"] = frame_metadata
-    attributes["ome_stream"] = extra
-    if global_metadata:
-        attributes.update(global_metadata)
-    return attributes
+    return {
+        "ome": ome,
+        "ome_writers": {"version": WRITER_VERSION, "frame_metadata": list(frame_metadata or [])},
+        "ome_stream": {
+            "dimension_names": list(array.dim_names),
+            "position": _stage_position(array),
+        },
+    }
 
 
 def group_documents(
@@ -133,24 +167,20 @@ def group_documents(
 ) -> dict[str, dict[str, Any]]:
     """Every group's ``zarr.json`` document, keyed by group path ('' for the root).
 
-    Without a record (at open), the documents describe the empty dataset; with one (at
-    close), they carry the frame metadata and global metadata.
+    Without a record (at open), the documents describe the empty dataset; with one, they
+    carry the frame metadata, the global metadata (in the root group: the image itself
+    for one position, the bioformats2raw or plate root otherwise) and the documents given
+    to ``update_metadata``, which replace an image's attributes except its frame metadata
+    (always the frames recorded) and the global namespaces (set later, they win).
     """
     docs: dict[str, dict[str, Any]] = {}
-    global_metadata = record.global_metadata if record else {}
     binned = frozenset(
         axis for axis, factor in enumerate(layout.arrays[-1].scale_factors) if factor > 1
     )
     for index, array in enumerate(layout.images):
         frames = record.frame_metadata[index] if record else None
         docs[array.image_path] = _group(
-            image_attributes(
-                array,
-                frames,
-                global_metadata if not array.image_path else None,
-                layout.levels,
-                binned,
-            )
+            image_attributes(array, frames, layout.levels, binned, layout)
         )
     settings = layout.settings
     if layout.is_plate:
@@ -173,7 +203,7 @@ def group_documents(
         }
         if settings.plate.name:
             plate["name"] = settings.plate.name
-        docs[""] = _group({"ome": {"version": NGFF_VERSION, "plate": plate}, **global_metadata})
+        docs[""] = _group({"ome": {"version": NGFF_VERSION, "plate": plate}})
         for row in dict.fromkeys(row for row, _ in wells):
             docs[row] = _group({})
         for (row, column), fields in wells.items():
@@ -182,18 +212,30 @@ def group_documents(
                 {"ome": {"version": NGFF_VERSION, "well": {"images": images}}}
             )
     elif layout.multi_position:
-        docs[""] = _group(
-            {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}, **global_metadata}
-        )
+        docs[""] = _group({"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": 3}})
         docs["OME"] = _group(
             {"ome": {"version": NGFF_VERSION, "series": [a.image_path for a in layout.images]}}
         )
     if record is not None:
-        for path, attributes in record.overrides.items():
-            docs[path]["attributes"] = attributes
+        for index, array in enumerate(layout.images):
+            override = record.overrides.get(array.image_path)
+            if override is not None:
+                attributes = json.loads(json.dumps(override))
+                writer = attributes.setdefault("ome_writers", {"version": WRITER_VERSION})
+                writer["frame_metadata"] = list(record.frame_metadata[index])
+                docs[array.image_path]["attributes"] = attributes
+        docs[""]["attributes"].update(record.global_metadata)
     return docs
 
 
 def group_attributes(docs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{group path: attributes}`` as ``get_metadata`` shows it ('.' is the root)."""
-    return {path or ".": doc["attributes"] for path, doc in docs.items()}
+    """``{image key: attributes}`` of the image groups, as ``get_metadata`` shows them.
+
+    The keys are those of ome-writers: '.' for a single image (the root), the series
+    name (``Pos0``) for a position, ``<row>/<column>/<field>`` for a plate field.
+    """
+    return {
+        path or ".": doc["attributes"]
+        for path, doc in docs.items()
+        if "multiscales" in doc["attributes"].get("ome", {}) or "ome_writers" in doc["attributes"]
+    }

@@ -1,0 +1,262 @@
+"""OME-Zarr metadata: where ome-writers puts each piece, read back with zarr-python and
+tensorstore and validated with ome-zarr-models (NGFF 0.5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tensorstore as ts
+import zarr
+from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
+from ome_zarr_models.v05.hcs import HCS
+from ome_zarr_models.v05.image import Image
+
+from ome_stream import (
+    AcquisitionSettings,
+    Dimension,
+    Plate,
+    Position,
+    available_backends,
+    create_stream,
+    dims_from_standard_axes,
+    open_stream,
+)
+from ome_stream.layout import AcquisitionRecord, Layout
+from ome_stream.metadata.api import accept_update, current_metadata
+
+BACKENDS = [b for b in ("tensorstore", "zarr-python", "acquire-zarr") if b in available_backends()]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def attributes(group: Path) -> dict[str, Any]:
+    """A group's attributes, as zarr-python reads them (checked against the raw JSON)."""
+    attrs = dict(zarr.open_group(str(group), mode="r").attrs)
+    assert attrs == json.loads((group / "zarr.json").read_text())["attributes"]
+    return attrs
+
+
+def read_tensorstore(path: Path) -> np.ndarray:
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
+    return np.asarray(ts.open(spec, read=True).result().read().result())
+
+
+def staged(name: str, x: float, y: float, z: float, **kwargs: Any) -> Position:
+    """A Position with stage coordinates."""
+    return Position(name=name, x_coord=x, y_coord=y, z_coord=z, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_positions_are_series_named_by_position(tmp_path: Path, backend: str) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "m.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="p", type="position", coords=[staged("Pos0", 10.0, 20.0, 1.5), "Pos1"]),
+            *dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
+        ],
+    )
+    frames = np.arange(4 * 64, dtype="uint16").reshape(4, 8, 8)
+    async with open_stream(settings) as stream:
+        for i, frame in enumerate(frames):
+            await stream.append(frame, frame_metadata={"delta_t": float(i % 2), "n": i})
+        await stream.set_global_metadata("summary", {"positions": ["Pos0", "Pos1"]})
+        assert list(stream.get_metadata()) == ["Pos0", "Pos1"]
+    root = tmp_path / "m.ome.zarr"
+    BioFormats2Raw.from_zarr(zarr.open_group(str(root), mode="r"))
+    assert attributes(root / "OME")["ome"]["series"] == ["Pos0", "Pos1"]
+    # global metadata only at the root
+    assert attributes(root)["summary"] == {"positions": ["Pos0", "Pos1"]}
+    for p, name in enumerate(["Pos0", "Pos1"]):
+        np.testing.assert_array_equal(
+            read_tensorstore(root / name / "0"), frames[2 * p : 2 * p + 2]
+        )
+        Image.from_zarr(zarr.open_group(str(root / name), mode="r"))
+        attrs = attributes(root / name)
+        assert "summary" not in attrs
+        assert attrs["ome_writers"]["frame_metadata"] == [
+            {"delta_t": 0.0, "n": 2 * p, "storage_index": [0]},
+            {"delta_t": 1.0, "n": 2 * p + 1, "storage_index": [1]},
+        ]
+        assert attrs["ome_writers"]["version"]
+        assert attrs["ome_stream"]["dimension_names"] == ["t", "y", "x"]
+    # the stage position of each image, beside the frame metadata
+    assert attributes(root / "Pos0")["ome_stream"]["position"] == {
+        "name": "Pos0", "x": 10.0, "y": 20.0, "z": 1.5, "unit": "micrometer",
+    }  # fmt: skip
+    assert attributes(root / "Pos1")["ome_stream"]["position"] == {"name": "Pos1"}
+
+
+def test_grid_positions_are_named_name_row_column(tmp_path: Path) -> None:
+    positions = [
+        Position(name=n, grid_row=0, grid_column=c) for n in ("Pos0", "Pos1") for c in (0, 1)
+    ]
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "g.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="p", type="position", coords=positions),
+            *dims_from_standard_axes({"y": 4, "x": 4}),
+        ],
+    )
+    with create_stream(settings) as stream:
+        for p in range(4):
+            stream.append(np.full((4, 4), p, "uint8"))
+    names = ["Pos0_0_0", "Pos0_0_1", "Pos1_0_0", "Pos1_0_1"]
+    root = tmp_path / "g.ome.zarr"
+    assert attributes(root / "OME")["ome"]["series"] == names
+    for p, name in enumerate(names):
+        assert (read_tensorstore(root / name / "0") == p).all()
+
+
+def test_plate_fields_are_named_by_position(tmp_path: Path) -> None:
+    positions = [
+        Position(name="fov0", plate_row="A", plate_column="1"),
+        Position(name="fov0", plate_row="B", plate_column="2"),
+        Position(name="fov1", plate_row="B", plate_column="2"),
+    ]
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "plate.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="p", type="position", coords=positions),
+            *dims_from_standard_axes({"y": 4, "x": 4}),
+        ],
+        plate=Plate(name="P", row_names=["A", "B"], column_names=["1", "2"]),
+    )
+    with create_stream(settings) as stream:
+        stream.set_global_metadata("experiment", {"name": "screen"})
+        for p in range(3):
+            stream.append(np.full((4, 4), p, "uint8"), frame_metadata={"p": p})
+        assert list(stream.get_metadata()) == ["A/1/fov0", "B/2/fov0", "B/2/fov1"]
+    root = tmp_path / "plate.ome.zarr"
+    HCS.from_zarr(zarr.open_group(str(root), mode="r"))
+    assert attributes(root)["experiment"] == {"name": "screen"}
+    images = attributes(root / "B" / "2")["ome"]["well"]["images"]
+    assert images == [{"path": "fov0"}, {"path": "fov1"}]
+    for p, path in enumerate(["A/1/fov0", "B/2/fov0", "B/2/fov1"]):
+        assert (np.asarray(zarr.open_array(str(root / path / "0"), mode="r")) == p).all()
+        attrs = attributes(root / path)
+        assert attrs["ome_writers"]["frame_metadata"] == [{"p": p, "storage_index": []}]
+        assert "experiment" not in attrs
+
+
+@pytest.mark.anyio
+async def test_update_metadata_replaces_attributes_but_keeps_frames(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "u.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+    )
+    async with open_stream(settings) as stream:
+        await stream.append(np.zeros((4, 4), "uint8"), frame_metadata={"delta_t": 0.5})
+        await stream.set_global_metadata("ns", {"a": 1})
+        documents = stream.get_metadata()
+        assert set(documents) == {"."}
+        assert documents["."]["ns"] == {"a": 1}
+        documents["."] = {"ome": documents["."]["ome"], "custom": [1, 2]}
+        await stream.update_metadata(documents)  # before close: applied at close
+        await stream.append(np.zeros((4, 4), "uint8"))
+    root = tmp_path / "u.ome.zarr"
+    attrs = attributes(root)
+    assert attrs["custom"] == [1, 2]
+    assert "ome_stream" not in attrs  # replaced, as given
+    # the recorded frames and the global namespaces are never lost by an update
+    assert attrs["ome_writers"]["frame_metadata"] == [{"delta_t": 0.5, "storage_index": [0]}]
+    assert attrs["ns"] == {"a": 1}
+    Image.from_zarr(zarr.open_group(str(root), mode="r"))
+
+
+def test_update_metadata_arguments_are_checked_before_anything_changes(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "e.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
+            *dims_from_standard_axes({"y": 4, "x": 4}),
+        ],
+    )
+    layout = Layout(settings)
+    record = AcquisitionRecord([a.shape for a in layout.arrays], [[], []])
+    known = current_metadata(layout, record)
+    assert list(known) == ["Pos0", "Pos1"]
+    with pytest.raises(KeyError, match="Unknown path: nope"):
+        accept_update(layout, known, {"Pos0": {}, "nope": {}})
+    with pytest.raises(TypeError, match=r"Expected dict\[str, dict\]"):
+        accept_update(layout, known, ["Pos0"])
+    with pytest.raises(TypeError, match="attributes for 'Pos1'"):
+        accept_update(layout, known, {"Pos1": "text"})
+    with pytest.raises(ValueError, match="not JSON"):
+        accept_update(layout, known, {"Pos1": {"x": object()}})
+    assert accept_update(layout, known, {"Pos1": {"a": (1, 2)}}) == {"Pos1": {"a": [1, 2]}}
+
+
+@pytest.mark.anyio
+async def test_channel_window_comes_from_the_pixels_written(tmp_path: Path, backend: str) -> None:
+    rng = np.random.default_rng(1)
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "w.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, type="time"),
+            Dimension(name="c", count=2, type="channel", coords=["bright", "dim"]),
+            Dimension(name="z", count=5, type="space"),
+            *dims_from_standard_axes({"y": 64, "x": 64}),
+        ],
+    )
+    ranges = [(1000, 3000), (10, 40)]
+    async with open_stream(settings) as stream:
+        for _t in range(2):
+            for low, high in ranges:
+                for _z in range(5):
+                    await stream.append(rng.integers(low, high + 1, (64, 64)).astype("uint16"))
+    omero = attributes(tmp_path / "w.ome.zarr")["ome"]["omero"]
+    for channel, (low, high) in zip(omero["channels"], ranges, strict=True):
+        window = channel["window"]
+        assert (window["min"], window["max"]) == (0, 65535)
+        span = high - low
+        assert low <= window["start"] < low + 0.05 * span
+        assert high - 0.05 * span < window["end"] <= high
+    Image.from_zarr(zarr.open_group(str(tmp_path / "w.ome.zarr"), mode="r"))
+
+
+def test_window_of_a_channel_never_written_is_the_dtype_range(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "s.ome.zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"c": 2, "y": 4, "x": 4}),
+    )
+    with create_stream(settings) as stream:
+        stream.append(np.full((4, 4), 7, "uint8"))
+        stream.skip()
+    channels = attributes(tmp_path / "s.ome.zarr")["ome"]["omero"]["channels"]
+    assert channels[0]["window"] == {"start": 7, "end": 8, "min": 0, "max": 255}
+    assert channels[1]["window"] == {"start": 0, "end": 255, "min": 0, "max": 255}
+
+
+def test_one_position_is_the_root_image(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "one.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="p", type="position", coords=["Pos0"]),
+            *dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+        ],
+    )
+    with create_stream(settings) as stream:
+        for t in range(2):
+            stream.append(np.full((4, 4), t, "uint8"))
+        assert list(stream.get_metadata()) == ["."]
+    root = tmp_path / "one.ome.zarr"
+    image = Image.from_zarr(zarr.open_group(str(root), mode="r"))
+    assert image.ome_attributes.multiscales[0].name == "Pos0"
+    np.testing.assert_array_equal(read_tensorstore(root / "0")[:, 0, 0], [0, 1])
