@@ -86,6 +86,16 @@ BACKENDS: dict[str, BackendInfo] = {
             supports_object_storage=True,
             supports_pyramids=True,
         ),
+        # TEMP until settings branch lands
+        BackendInfo(
+            name="zarrs-python",
+            format="ome-zarr",
+            module="ome_stream.backends.zarrs_python",
+            requires=("zarr", "zarrs"),
+            extra="zarrs",
+            compressions=_ZARR_CODECS,
+            supports_pyramids=True,
+        ),
         BackendInfo(
             name="acquire-zarr",
             format="ome-zarr",
@@ -102,6 +112,16 @@ BACKENDS: dict[str, BackendInfo] = {
             requires=("tifffile",),
             extra=None,
             compressions=("none", "zlib", "zstd", "lzw"),
+        ),
+        # TEMP until settings branch lands (format "scratch" there; "ome-zarr" here only
+        # so that today's settings model accepts format="scratch")
+        BackendInfo(
+            name="scratch",
+            format="ome-zarr",
+            module="ome_stream.backends.scratch",
+            requires=("numpy",),
+            extra=None,
+            compressions=("none", *_ZARR_CODECS[1:], "zlib", "lzw"),
         ),
     )
 }
