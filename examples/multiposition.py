@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ome_stream import AcquisitionSettings, Dimension, PositionDimension, create_stream
+from ome_stream import AcquisitionSettings, Dimension, create_stream
 
 
 def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
@@ -20,7 +20,7 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         format=fmt,
         dimensions=[
             Dimension(name="t", count=2, chunk_size=1, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             Dimension(name="c", count=3, chunk_size=1, type="channel"),
             Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
             Dimension(name="y", count=128, chunk_size=64, type="space", scale=2, unit="um"),

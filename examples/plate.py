@@ -13,7 +13,6 @@ from ome_stream import (
     Dimension,
     Plate,
     Position,
-    PositionDimension,
     create_stream,
 )
 
@@ -24,14 +23,16 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         format=fmt,
         dimensions=[
             Dimension(name="t", count=2, chunk_size=1, type="time"),
-            PositionDimension(
+            Dimension(
+                name="p",
+                type="position",
                 # order should match stage position traversal during acquisition
-                positions=[
+                coords=[
                     Position(name="fov0", plate_row="A", plate_column="1"),
                     Position(name="fov0", plate_row="A", plate_column="2"),
                     Position(name="fov0", plate_row="C", plate_column="4"),
                     Position(name="fov1", plate_row="C", plate_column="4"),
-                ]
+                ],
             ),
             Dimension(name="c", count=3, chunk_size=1, type="channel"),
             Dimension(name="z", count=4, chunk_size=1, type="space"),

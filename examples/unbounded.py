@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ome_stream import AcquisitionSettings, Dimension, PositionDimension, create_stream
+from ome_stream import AcquisitionSettings, Dimension, create_stream
 
 
 def main(output_dir: Path, fmt: str = "ome-zarr", timepoints: str = "5") -> str:
@@ -17,7 +17,7 @@ def main(output_dir: Path, fmt: str = "ome-zarr", timepoints: str = "5") -> str:
         format=fmt,
         dimensions=[
             Dimension(name="t", count=None, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             Dimension(name="y", count=128, chunk_size=64, type="space"),
             Dimension(name="x", count=128, chunk_size=64, type="space"),
         ],

@@ -18,7 +18,6 @@ from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Dimension,
-    PositionDimension,
     Pyramid,
     available_backends,
     create_stream,
@@ -76,7 +75,7 @@ def test_multi_position_unbounded_with_skips_sync(tmp_path: Path) -> None:
         dtype="uint8",
         dimensions=[
             Dimension(name="t", count=None, chunk_size=1, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             *dims_from_standard_axes({"y": 16, "x": 16}),
         ],
     )

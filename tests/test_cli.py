@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import zarr
 
-from ome_stream import PositionDimension
 from ome_stream._camera import camera_frames
 from ome_stream.cli import main, parse_dims
 
@@ -105,7 +104,7 @@ def test_demo_reports_bad_settings(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_parse_dims() -> None:
     dims = parse_dims("t:inf,p:3,z:5:2:2,y:64:32,x:64")
     assert dims[0].count is None
-    assert isinstance(dims[1], PositionDimension) and dims[1].count == 3
+    assert dims[1].type == "position" and dims[1].count == 3
     assert (dims[2].chunk_size, dims[2].shard_size_chunks) == (2, 2)  # type: ignore[union-attr]
     for bad, message in [
         ("t", "expected name:count"),

@@ -15,7 +15,6 @@ from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Dimension,
-    PositionDimension,
     create_stream,
     dims_from_standard_axes,
     open_stream,
@@ -38,7 +37,7 @@ async def test_view_and_events_match_what_is_finally_on_disk(tmp_path: Path) -> 
         dtype="uint16",
         dimensions=[
             Dimension(name="t", count=None, chunk_size=2, type="time"),
-            PositionDimension(positions=["a", "b"]),
+            Dimension(name="p", type="position", coords=["a", "b"]),
             Dimension(name="z", count=3, chunk_size=3),
             Dimension(name="c", count=2, chunk_size=1, type="channel"),
             *dims_from_standard_axes({"y": 8, "x": 8}),

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from ome_stream import available_backends
-from ome_stream.backends.base import BACKENDS, backend_info, load_backend
+from ome_stream.backends.registry import BACKENDS, backend_info, load_backend
 
 
 def test_installed_backends_in_order_of_preference() -> None:
@@ -59,3 +59,21 @@ def test_missing_extra_names_the_pip_command(tmp_path) -> None:
     )
     assert "run pip install 'ome-stream[acquire-zarr]'" in result.stdout
     assert not (tmp_path / "x.ome.zarr").exists()  # nothing was touched
+
+
+def test_registry_knows_every_backend_ome_writers_names() -> None:
+    # zarrs-python and the scratch backend are registered whether or not their modules
+    # are installed yet; availability is a separate question.
+    zarrs = backend_info("zarrs-python")
+    assert (zarrs.format, zarrs.module, zarrs.requires, zarrs.extra) == (
+        "ome-zarr",
+        "ome_stream.backends.zarrs_python",
+        ("zarr", "zarrs"),
+        "zarrs",
+    )
+    assert zarrs.compressions == backend_info("zarr-python").compressions
+    scratch = backend_info("scratch")
+    assert (scratch.format, scratch.requires, scratch.extra) == ("scratch", (), None)
+    assert scratch.compressions == ("none",)
+    assert scratch.supports_unbounded and scratch.supports_storage_order
+    assert set(available_backends()) <= set(BACKENDS)

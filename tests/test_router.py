@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ome_stream import AcquisitionSettings, Dimension, PositionDimension
+from ome_stream import AcquisitionSettings, Dimension
 from ome_stream.router import FrameRouter
 
 NAMES = ["t", "c", "z", "q"]
@@ -23,13 +23,13 @@ def acquisitions(draw: st.DrawFn) -> tuple[AcquisitionSettings, list[int | None]
     unbounded = n_index > 0 and draw(st.booleans())
     if unbounded:
         counts[0] = None
-    dims: list[Dimension | PositionDimension] = [
-        Dimension(name=n, count=c) for n, c in zip(names, counts, strict=True)
-    ]
+    dims: list[Dimension] = [Dimension(name=n, count=c) for n, c in zip(names, counts, strict=True)]
     if draw(st.booleans()):
         n_pos = draw(st.integers(1, 3))
         at = draw(st.integers(1 if unbounded else 0, len(dims)))
-        dims.insert(at, PositionDimension(positions=[f"p{i}" for i in range(n_pos)]))
+        dims.insert(
+            at, Dimension(name="p", type="position", coords=[f"p{i}" for i in range(n_pos)])
+        )
     dims += [Dimension(name="y", count=2), Dimension(name="x", count=2)]
     index_names = [n for n in names]
     order_kind = draw(st.sampled_from(["ome", "acquisition", "list"]))
@@ -79,7 +79,7 @@ def test_route_follows_acquisition_then_permutes() -> None:
         dtype="uint8",
         dimensions=[
             Dimension(name="t", count=2),
-            PositionDimension(positions=["a", "b"]),
+            Dimension(name="p", type="position", coords=["a", "b"]),
             Dimension(name="z", count=3),
             Dimension(name="c", count=2),
             Dimension(name="y", count=2),

@@ -23,7 +23,6 @@ from ome_stream import (
     Dimension,
     Plate,
     Position,
-    PositionDimension,
     WriterError,
     create_stream,
     dims_from_standard_axes,
@@ -146,7 +145,7 @@ def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server, backend:
         dtype="uint8",
         dimensions=[
             Dimension(name="t", count=2),
-            PositionDimension(positions=["a", "b"]),
+            Dimension(name="p", type="position", coords=["a", "b"]),
             *dims_from_standard_axes({"y": 8, "x": 8}),
         ],
     )
@@ -165,12 +164,14 @@ def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server, backend:
         format=backend,
         dtype="uint8",
         dimensions=[
-            PositionDimension(
-                positions=[
+            Dimension(
+                name="p",
+                type="position",
+                coords=[
                     Position(name="f0", plate_row="A", plate_column="1"),
                     Position(name="f1", plate_row="A", plate_column="1"),
                     Position(name="f0", plate_row="B", plate_column="2"),
-                ]
+                ],
             ),
             *dims_from_standard_axes({"y": 8, "x": 8}),
         ],

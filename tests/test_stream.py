@@ -20,7 +20,6 @@ from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Dimension,
-    PositionDimension,
     WriterError,
     create_stream,
     dims_from_standard_axes,
@@ -128,7 +127,7 @@ async def test_multiple_positions(tmp_path: Path) -> None:
         root_path=tmp_path / "multi.ome.zarr",
         dimensions=[
             Dimension(name="t", count=2, chunk_size=1, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             Dimension(name="c", count=3, chunk_size=1, type="channel"),
             Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
             Dimension(name="y", count=32, chunk_size=16, type="space", scale=2, unit="um"),

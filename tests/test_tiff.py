@@ -24,7 +24,6 @@ from ome_stream import (
     Dimension,
     Plate,
     Position,
-    PositionDimension,
     create_stream,
     dims_from_standard_axes,
     open_stream,
@@ -132,7 +131,7 @@ async def test_multiple_positions_one_file_each(tmp_path: Path) -> None:
         root_path=tmp_path / "dest" / "my_file.ome.tiff",
         dimensions=[
             Dimension(name="t", count=2, chunk_size=1, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             Dimension(name="c", count=3, chunk_size=1, type="channel"),
             Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
             Dimension(name="y", count=16, chunk_size=16, type="space", scale=2, unit="um"),
@@ -160,7 +159,7 @@ def test_plate_metadata(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=tmp_path / "plate.ome.tiff",
         dimensions=[
-            PositionDimension(positions=positions),
+            Dimension(name="p", type="position", coords=positions),
             *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
         ],
         dtype="uint16",
@@ -228,7 +227,7 @@ async def test_unbounded_skips_and_explicit_storage_order(tmp_path: Path) -> Non
     reordered = AcquisitionSettings(
         root_path=tmp_path / "r.ome.tiff",
         dtype="uint16",
-        storage_order=["c", "t", "z"],
+        storage_order=["c", "t", "z", "y", "x"],
         dimensions=dims_from_standard_axes({"t": 2, "z": 3, "c": 2, "y": 8, "x": 8}),
     )
     frames = make_frames(12, (8, 8))

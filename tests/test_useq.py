@@ -17,7 +17,7 @@ from ome_zarr_models.v05.hcs import HCS
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
-    PositionDimension,
+    Dimension,
     create_stream,
     dims_from_useq,
     open_stream,
@@ -76,7 +76,7 @@ SEQUENCES = {
             well_points_plan={"rows": 1, "columns": 2, "fov_width": 100, "fov_height": 100},
         ),
     ),
-    "plate-random-points-and-grid": useq.MDASequence(
+    "plate-random-points": useq.MDASequence(
         z_plan={"range": 1, "step": 1},
         stage_positions=useq.WellPlatePlan(
             plate=24,
@@ -84,7 +84,6 @@ SEQUENCES = {
             selected_wells=([0, 1], [1, 2]),
             well_points_plan={"num_points": 2, "random_seed": 3},
         ),
-        grid_plan={"rows": 1, "columns": 2, "fov_width": 1, "fov_height": 1},
     ),
     "time-only": useq.MDASequence(time_plan={"interval": 1, "loops": 4}),
     "autofocus": useq.MDASequence(
@@ -133,10 +132,15 @@ def position_numbers(sequence: Any, events: list[Any]) -> list[int]:
     return [number[key] for key in keys]
 
 
-def make(sequence: Any, root: Path | str = "x.ome.zarr", **kwargs: Any) -> AcquisitionSettings:
-    return useq_to_acquisition_settings(
-        sequence, root_path=str(root), dtype="uint16", image_width=8, image_height=6, **kwargs
-    )
+def dims(sequence: Any, width: int = 8, height: int = 6, **options: Any) -> list[Dimension]:
+    return useq_to_acquisition_settings(sequence, width, height, **options)["dimensions"]
+
+
+def make(
+    sequence: Any, root: Path | str = "x.ome.zarr", *, format: str = "auto", **options: Any
+) -> AcquisitionSettings:
+    fields = useq_to_acquisition_settings(sequence, image_width=8, image_height=6, **options)
+    return AcquisitionSettings(root_path=str(root), dtype="uint16", format=format, **fields)
 
 
 @pytest.mark.parametrize("name", SEQUENCES)
@@ -152,14 +156,14 @@ def test_frame_number_of_every_event_is_its_place_in_iteration(name: str) -> Non
     for number, (event, position) in enumerate(zip(events, positions, strict=True)):
         index = event_index(event)
         acquisition = tuple(
-            position if isinstance(d, PositionDimension) else index.get(d.name, 0) for d in dims
+            position if d.type == "position" else index.get(d.name, 0) for d in dims
         )
         assert router.frame_number(acquisition) == number
         assert router.acquisition_index(number) == acquisition
         for dim, value in zip(dims, acquisition, strict=True):
-            if isinstance(dim, PositionDimension):
-                stored = dim.positions[value]
-                assert (stored.x, stored.y) == pytest.approx((event.x_pos, event.y_pos))
+            if dim.type == "position":
+                stored = dim.coords[value]
+                assert (stored.x_coord, stored.y_coord) == pytest.approx((event.x_pos, event.y_pos))
                 if stored.plate_row is not None:
                     # useq names a plate position after its well, e.g. 'B4_0001'
                     well = event.pos_name.split("_")[0]
@@ -170,57 +174,50 @@ def test_frame_number_of_every_event_is_its_place_in_iteration(name: str) -> Non
 
 
 def test_dimension_metadata() -> None:
-    dims = dims_from_useq(
-        SEQUENCES["tpgcz"],
-        8,
-        6,
-        pixel_size_um=0.65,
-        chunk_shapes={"z": 3, "y": 3},
-        shard_shapes={"t": 2},
+    result = dims(
+        SEQUENCES["tpgcz"], pixel_size_um=0.65, chunk_shapes={"z": 3, "y": 3}, shard_shapes={"t": 2}
     )
-    assert [d.name for d in dims] == ["t", "p", "c", "z", "y", "x"]
-    t, p, c, z, y, x = dims
-    assert isinstance(p, PositionDimension)
-    assert not isinstance(t, PositionDimension)
+    assert [d.name for d in result] == ["t", "p", "c", "z", "y", "x"]
+    t, p, c, z, y, x = result
+    assert p.type == "position" and t.type == "time"
     assert (t.count, t.scale, t.unit, t.type, t.shard_size_chunks) == (2, 2.0, "second", "time", 2)
-    assert [pos.name for pos in p.positions] == [
-        "p000_g000",
-        "p000_g001",
-        "cellB_g000",
-        "cellB_g001",
+    # ome-writers' names: the stage position's name (or index); grid cells by row/column
+    assert [(pos.name, pos.grid_row, pos.grid_column) for pos in p.coords] == [
+        ("0", 0, 0),
+        ("0", 0, 1),
+        ("cellB", 0, 0),
+        ("cellB", 0, 1),
     ]
     # a relative grid is centred on the stage position; z comes from the stage position
-    assert [(pos.x, pos.y, pos.z) for pos in p.positions] == [
+    assert [(pos.x_coord, pos.y_coord, pos.z_coord) for pos in p.coords] == [
         (-2.5, 0.0, 0.0),
         (2.5, 0.0, 0.0),
         (7.5, 10.0, 5.0),
         (12.5, 10.0, 5.0),
     ]
-    assert not isinstance(c, PositionDimension)
     assert c.channels is not None
-    assert ([ch.name for ch in c.channels], c.type) == (["DAPI", "FITC"], "channel")
-    assert not isinstance(z, PositionDimension)
+    assert ([ch.name for ch in c.channels], c.type, c.scale, c.unit) == (
+        ["DAPI", "FITC"],
+        "channel",
+        1.0,
+        None,
+    )
     assert (z.count, z.scale, z.unit, z.chunk_size) == (3, 1.0, "micrometer", 3)
-    assert not isinstance(y, PositionDimension) and not isinstance(x, PositionDimension)
     assert (y.count, y.scale, y.unit, y.chunk_size) == (6, 0.65, "micrometer", 3)
     assert (x.count, x.scale, x.unit, x.chunk_size) == (8, 0.65, "micrometer", None)
 
 
-def test_without_pixel_size_or_step_there_is_no_unit_and_units_override() -> None:
+def test_default_scales_are_ome_writers_and_units_override() -> None:
     sequence = useq.MDASequence(
         time_plan={"interval": 3, "loops": 2}, z_plan={"relative": [0, 1, 3]}
     )
-    t, z, y, x = dims_from_useq(sequence, 4, 4)
-    assert not isinstance(t, PositionDimension) and not isinstance(z, PositionDimension)
+    t, z, y, x = dims(sequence, 4, 4)
     assert (t.scale, t.unit) == (3.0, "second")
-    assert (z.count, z.scale, z.unit) == (3, None, None)  # planes not evenly spaced
-    assert not isinstance(y, PositionDimension) and not isinstance(x, PositionDimension)
-    assert (y.scale, y.unit, x.scale, x.unit) == (None, None, None, None)
-    t, z, _, x = dims_from_useq(
+    assert (z.count, z.scale, z.unit) == (3, 1.0, "micrometer")  # planes not evenly spaced
+    assert (y.scale, y.unit, x.scale, x.unit) == (None, "micrometer", None, "micrometer")
+    t, z, _, x = dims(
         sequence, 4, 4, units={"t": (500.0, "millisecond"), "z": (0.3, "nm"), "x": None}
     )
-    assert not isinstance(t, PositionDimension) and not isinstance(z, PositionDimension)
-    assert not isinstance(x, PositionDimension)
     assert (t.scale, t.unit, z.scale, z.unit, x.scale) == (
         500.0,
         "millisecond",
@@ -236,8 +233,9 @@ def test_without_pixel_size_or_step_there_is_no_unit_and_units_override() -> Non
         ({"time_plan": {"duration": 4, "loops": 3}}, 2.0, None),
         ({"time_plan": {"interval": 0.25, "duration": 1}}, 0.25, None),
         ({"time_plan": [{"interval": 1, "loops": 2}, {"interval": 1, "loops": 3}]}, 1.0, None),
-        ({"time_plan": [{"interval": 1, "loops": 2}, {"interval": 5, "loops": 3}]}, None, None),
+        ({"time_plan": [{"interval": 1, "loops": 2}, {"interval": 5, "loops": 3}]}, 1.0, None),
         ({"z_plan": {"absolute": [1, 3, 5]}}, None, 2.0),
+        ({"z_plan": {"absolute": [1, 2, 5]}}, None, 1.0),
         ({"z_plan": {"top": 4, "bottom": 0, "step": 2}}, None, 2.0),
         ({"z_plan": {"above": 1, "below": 1, "step": 0.5}}, None, 0.5),
     ],
@@ -246,14 +244,12 @@ def test_time_and_z_scales_of_every_plan(
     plans: dict[str, Any], t_scale: float | None, z_scale: float | None
 ) -> None:
     sequence = useq.MDASequence(**plans)
-    dims = {d.name: d for d in dims_from_useq(sequence, 4, 4)}
+    by_name = {d.name: d for d in dims(sequence, 4, 4)}
     sizes = {str(getattr(k, "value", k)): v for k, v in sequence.sizes.items() if v}
-    assert {n: d.count for n, d in dims.items() if n not in "yx"} == sizes
+    assert {n: d.count for n, d in by_name.items() if n not in "yx"} == sizes
     for axis, expected in (("t", t_scale), ("z", z_scale)):
-        if axis in dims:
-            dim = dims[axis]
-            assert not isinstance(dim, PositionDimension)
-            assert dim.scale == expected
+        if axis in by_name:
+            assert by_name[axis].scale == expected
 
 
 def test_well_plate_plan_becomes_a_plate() -> None:
@@ -280,12 +276,13 @@ def test_well_plate_plan_becomes_a_plate() -> None:
 
 
 def test_repeated_position_names_are_numbered() -> None:
+    # ome-writers would reject the repeated name; unnamed positions are named by index
     sequence = useq.MDASequence(
         stage_positions=[{"x": 0, "name": "cell"}, {"x": 1, "name": "cell"}, {"x": 2}]
     )
-    (positions, *_) = dims_from_useq(sequence, 4, 4)
-    assert isinstance(positions, PositionDimension)
-    assert [p.name for p in positions.positions] == ["cell", "cell_1", "p002"]
+    (positions, *_) = dims(sequence, 4, 4)
+    assert positions.type == "position"
+    assert [p.name for p in positions.coords] == ["cell", "cell_1", "2"]
 
 
 def test_a_dict_is_accepted_as_sequence() -> None:
@@ -417,7 +414,7 @@ REJECTED = {
             stage_positions=[(0, 0), (1, 1)],
             grid_plan={"rows": 1, "columns": 2, "fov_width": 1, "fov_height": 1},
         ),
-        "axis_order 'pcg' separates positions",
+        "axis_order='pcg' with non-adjacent position and grid axes",
     ),
     "acquire-every": (
         useq.MDASequence(
@@ -432,15 +429,29 @@ REJECTED = {
         ),
         "channel 'B' has do_stack=False: it takes one plane where the other channels take 3",
     ),
-    "no-events": (useq.MDASequence(), "no image events"),
+    "plate-with-grid-plan": (
+        useq.MDASequence(
+            stage_positions=useq.WellPlatePlan(
+                plate=24, a1_center_xy=(0, 0), selected_wells=([0], [1])
+            ),
+            grid_plan={"rows": 1, "columns": 2, "fov_width": 1, "fov_height": 1},
+        ),
+        "WellPlatePlan with grid_plan is not supported",
+    ),
 }
 
 
 @pytest.mark.parametrize("name", REJECTED)
 def test_ragged_sequences_are_rejected_with_the_reason(name: str) -> None:
+    # NotImplementedError, as in ome-writers (pymmcore-plus falls back on it)
     sequence, message = REJECTED[name]
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(NotImplementedError, match=message):
         make(sequence)
+
+
+def test_a_sequence_without_images_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="no image events"):
+        make(useq.MDASequence())
 
 
 def test_skipping_channels_are_fine_when_nothing_is_skipped() -> None:
@@ -466,9 +477,7 @@ def test_bad_options_and_inputs() -> None:
 def test_missing_useq_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "useq", None)  # makes `import useq` fail
     with pytest.raises(ImportError, match=r"pip install 'ome-stream\[useq\]'"):
-        dims_from_useq({"channels": ["A"]}, 4, 4)
-    with pytest.raises(ImportError, match=r"pip install 'ome-stream\[useq\]'"):
-        make({"channels": ["A"]})
+        useq_to_acquisition_settings({"channels": ["A"]}, 4, 4)
 
 
 def test_ome_stream_imports_without_useq() -> None:
@@ -477,7 +486,7 @@ def test_ome_stream_imports_without_useq() -> None:
         "import ome_stream\n"
         "assert callable(ome_stream.useq_to_acquisition_settings)\n"
         "try:\n"
-        "    ome_stream.dims_from_useq({}, 4, 4)\n"
+        "    ome_stream.useq_to_acquisition_settings({}, 4, 4)\n"
         "except ImportError as err:\n"
         "    print(err)\n"
     )
@@ -485,3 +494,93 @@ def test_ome_stream_imports_without_useq() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert "pip install 'ome-stream[useq]'" in result.stdout
+
+
+def test_the_result_is_the_mapping_acquisition_settings_takes() -> None:
+    sequence = SEQUENCES["plate"]
+    result = useq_to_acquisition_settings(sequence, 8, 6, pixel_size_um=0.5)
+    assert set(result) == {"dimensions", "plate"}
+    settings = AcquisitionSettings(**result)  # no root path: scratch arrays
+    assert settings.file_format == "scratch"
+    assert settings.num_frames == len(image_events(sequence))
+    assert settings.plate == result["plate"]
+
+
+def test_dims_from_useq_is_deprecated_but_answers_the_same() -> None:
+    sequence = SEQUENCES["tczp"]
+    with pytest.warns(DeprecationWarning, match="`dims_from_useq` is deprecated"):
+        old = dims_from_useq(sequence, 8, 6, pixel_size_um=0.5)
+    assert old == dims(sequence, pixel_size_um=0.5)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "expected"),
+    [
+        # a grid without stage positions: numbered cells
+        (
+            useq.MDASequence(grid_plan={"rows": 1, "columns": 2}),
+            [("0000", 0, 0), ("0001", 0, 1)],
+        ),
+        # random points (no row/column) around one named position: _g suffix
+        (
+            useq.MDASequence(
+                stage_positions=[{"x": 1, "y": 2, "name": "rp"}],
+                grid_plan={"num_points": 2, "random_seed": 1},
+            ),
+            [("rp_g0000", None, None), ("rp_g0001", None, None)],
+        ),
+        # ... around several positions: _p_g suffix
+        (
+            useq.MDASequence(
+                stage_positions=[{"x": 1, "name": "rp"}, {"x": 9, "name": "rp"}],
+                grid_plan={"num_points": 2, "random_seed": 1},
+            ),
+            [
+                ("rp_p0000_g0000", None, None),
+                ("rp_p0000_g0001", None, None),
+                ("rp_p0001_g0000", None, None),
+                ("rp_p0001_g0001", None, None),
+            ],
+        ),
+    ],
+)
+def test_position_names_follow_ome_writers(sequence: Any, expected: list[Any]) -> None:
+    (positions, *_) = dims(sequence)
+    assert [(p.name, p.grid_row, p.grid_column) for p in positions.coords] == expected
+
+
+def test_plate_from_the_wells_positions_name() -> None:
+    sequence = useq.MDASequence(
+        stage_positions=[
+            {"x": 0, "y": 0, "name": "f0", "plate_row": 0, "plate_col": 0},
+            {"x": 1, "y": 0, "name": "f0", "plate_row": 1, "plate_col": 2},
+        ]
+    )
+    result = useq_to_acquisition_settings(sequence, 8, 6)
+    plate = result["plate"]
+    assert plate is not None
+    assert (plate.row_names, plate.column_names) == (["A", "B"], ["1", "2", "3"])
+    (positions, *_) = result["dimensions"]
+    assert [(p.name, p.plate_row, p.plate_column) for p in positions.coords] == [
+        ("f0", "A", "1"),
+        ("f0", "B", "3"),
+    ]
+    assert useq_to_acquisition_settings(SEQUENCES["tczp"], 8, 6)["plate"] is None
+
+
+def test_a_time_plan_without_end_is_the_unbounded_axis() -> None:
+    sequence = useq.MDASequence(
+        axis_order="tcz",
+        time_plan={"interval": 0, "duration": 3},
+        channels=["A", "B"],
+        z_plan={"range": 2, "step": 1},
+    )
+    result = useq_to_acquisition_settings(sequence, 8, 6)
+    assert [(d.name, d.count) for d in result["dimensions"]] == [
+        ("t", None),
+        ("c", 2),
+        ("z", 3),
+        ("y", 6),
+        ("x", 8),
+    ]
+    assert AcquisitionSettings(root_path="u.ome.zarr", dtype="u2", **result).is_unbounded

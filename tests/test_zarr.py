@@ -23,7 +23,6 @@ from ome_stream import (
     Dimension,
     Plate,
     Position,
-    PositionDimension,
     available_backends,
     create_stream,
     dims_from_standard_axes,
@@ -138,7 +137,7 @@ async def test_multi_position_bioformats2raw(tmp_path: Path, backend: str) -> No
         dtype="uint8",
         dimensions=[
             Dimension(name="t", count=2, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1", "Pos2"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1", "Pos2"]),
             *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
         ],
     )
@@ -169,7 +168,7 @@ async def test_hcs_plate(tmp_path: Path, backend: str, use_sync: bool) -> None:
         dtype="uint16",
         dimensions=[
             Dimension(name="t", count=2, chunk_size=1, type="time"),
-            PositionDimension(positions=positions),
+            Dimension(name="p", type="position", coords=positions),
             Dimension(name="c", count=3, chunk_size=1, type="channel"),
             Dimension(name="z", count=2, chunk_size=1, type="space"),
             Dimension(name="y", count=16, chunk_size=8, type="space"),
@@ -206,7 +205,7 @@ async def test_unbounded_grows_and_trims(tmp_path: Path, backend: str) -> None:
         dtype="uint16",
         dimensions=[
             Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=4, type="time"),
-            PositionDimension(positions=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
             Dimension(name="y", count=16, chunk_size=8, type="space"),
             Dimension(name="x", count=16, chunk_size=8, type="space"),
         ],
@@ -260,7 +259,8 @@ async def test_sharding_and_compression_are_recorded(
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("order", "stored"), [("ome", "tcz"), ("acquisition", "tzc"), (["c", "z", "t"], "czt")]
+    ("order", "stored"),
+    [("ome", "tcz"), ("acquisition", "tzc"), (["c", "z", "t", "y", "x"], "czt")],
 )
 async def test_storage_order(tmp_path: Path, backend: str, order, stored: str) -> None:
     settings = make_settings(

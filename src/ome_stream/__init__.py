@@ -15,17 +15,20 @@ Examples
 
 """
 
-from ome_stream.backends.base import available_backends
+from ome_stream.backends.registry import available_backends
 from ome_stream.errors import OMEStreamError, WriterError
 from ome_stream.settings import (
     AcquisitionSettings,
     Channel,
     Dimension,
+    OmeTiffFormat,
+    OmeZarrFormat,
     OutputFormat,
     Plate,
     Position,
     PositionDimension,
     Pyramid,
+    ScratchFormat,
     StandardAxis,
     dims_from_standard_axes,
 )
@@ -42,11 +45,14 @@ __all__ = [
     "Dimension",
     "OMEStream",
     "OMEStreamError",
+    "OmeTiffFormat",
+    "OmeZarrFormat",
     "OutputFormat",
     "Plate",
     "Position",
     "PositionDimension",
     "Pyramid",
+    "ScratchFormat",
     "StandardAxis",
     "StreamStats",
     "WriterError",

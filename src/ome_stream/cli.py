@@ -20,7 +20,7 @@ import numpy as np
 
 from ome_stream._camera import SimulatedCamera
 from ome_stream.errors import WriterError
-from ome_stream.settings import AcquisitionSettings, Dimension, PositionDimension
+from ome_stream.settings import AcquisitionSettings, Dimension
 from ome_stream.stream import open_stream
 
 __all__ = ["main", "parse_dims"]
@@ -29,10 +29,10 @@ DEFAULT_DIMS = "t:40,c:2,y:512:256,x:512:256"
 DEFAULT_PATH = "ome-stream-demo.ome.zarr"
 
 
-def parse_dims(spec: str) -> list[Dimension | PositionDimension]:
+def parse_dims(spec: str) -> list[Dimension]:
     """Parse ``name:count[:chunk[:shard_chunks]],...`` (count ``inf`` = unbounded).
 
-    The name ``p`` makes a PositionDimension of ``count`` positions.
+    The name ``p`` makes a position dimension of ``count`` positions.
 
     Examples
     --------
@@ -40,7 +40,7 @@ def parse_dims(spec: str) -> list[Dimension | PositionDimension]:
     [None, 64, 64]
 
     """
-    dims: list[Dimension | PositionDimension] = []
+    dims: list[Dimension] = []
     for item in spec.split(","):
         parts = item.strip().split(":")
         if len(parts) < 2 or len(parts) > 4:
@@ -58,7 +58,7 @@ def parse_dims(spec: str) -> list[Dimension | PositionDimension]:
             ) from None
         try:
             if name == "p" and size is not None:
-                dims.append(PositionDimension(positions=[str(i) for i in range(size)]))
+                dims.append(Dimension(name="p", type="position", count=size))
                 continue
             dims.append(Dimension(name=name, count=size, chunk_size=chunk, shard_size_chunks=shard))
         except ValueError as err:

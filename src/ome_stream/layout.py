@@ -15,6 +15,8 @@ import numpy as np
 from ome_stream.pyramid import level_shape, plan_levels
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ome_stream.settings import AcquisitionSettings, Dimension, Position, Pyramid
 
 __all__ = ["AcquisitionRecord", "ArraySpec", "Layout"]
@@ -52,6 +54,8 @@ class ArraySpec:
         The first axis may be unbounded: its extent does not enter the computation.
         """
         number = 0
+        if not index:  # a single-frame (y, x) image
+            return number
         for i, size in zip(index, (1, *self.shape[1:-2]), strict=True):
             number = number * size + i
         return number
@@ -124,7 +128,7 @@ class Layout:
         if settings.pyramid is not None:
             self._add_levels(settings.pyramid, dims)
 
-    def _image_paths(self, positions: list[Position]) -> list[tuple[Position, str]]:
+    def _image_paths(self, positions: Sequence[Position]) -> list[tuple[Position, str]]:
         if self.is_plate:
             fields: dict[tuple[str | None, str | None], int] = {}
             paths = []

@@ -6,8 +6,10 @@ The router does arithmetic only; it never touches storage.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from ome_stream.settings import AcquisitionSettings, PositionDimension
+if TYPE_CHECKING:
+    from ome_stream.settings import AcquisitionSettings
 
 __all__ = ["FrameRouter"]
 
@@ -35,7 +37,7 @@ class FrameRouter:
         counts = [d.count for d in acquisition_dims]
         self.num_frames: int | None = settings.num_frames
         self._position_axis = next(
-            (i for i, d in enumerate(acquisition_dims) if isinstance(d, PositionDimension)),
+            (i for i, d in enumerate(acquisition_dims) if d.type == "position"),
             None,
         )
         # Strides of each acquisition axis in frames; the first axis needs none.

@@ -3,9 +3,10 @@
 ``for event in sequence`` yields the frames of a ``useq.MDASequence`` in its ``axis_order``.
 The dimensions built here follow that same order, so the ``n``-th image event of the
 sequence is frame ``n`` of the stream: append one frame per event, as the events come.
-Stage positions and grid points become one :class:`~ome_stream.PositionDimension` (the
-``p`` and ``g`` axes flattened, in visiting order); a well-plate plan also gives the
-:class:`~ome_stream.Plate`.
+Stage positions and grid points become one ``Dimension(type="position")`` (the ``p`` and
+``g`` axes flattened, in visiting order); a well-plate plan also gives the
+:class:`~ome_stream.Plate`. Names, scales and units are those of ome-writers 0.3.2; a
+sequence whose frames cannot fill one rectangular array raises NotImplementedError.
 
 useq-schema is imported only when one of these functions runs, so ``import ome_stream``
 works without it.
@@ -15,24 +16,25 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
-from ome_stream.settings import (
-    AcquisitionSettings,
-    Channel,
-    Dimension,
-    DimensionType,
-    Plate,
-    Position,
-    PositionDimension,
-)
+from ome_stream.settings import Channel, Dimension, Plate, Position, StandardAxis
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from types import ModuleType
 
-__all__ = ["dims_from_useq", "useq_to_acquisition_settings"]
+__all__ = ["AcquisitionSettingsDict", "dims_from_useq", "useq_to_acquisition_settings"]
+
+
+class AcquisitionSettingsDict(TypedDict):
+    """What :func:`useq_to_acquisition_settings` returns: ``AcquisitionSettings`` fields."""
+
+    dimensions: list[Dimension]
+    plate: Plate | None
+
 
 # The axes useq-schema iterates, in its default order.
 _USEQ_AXES = ("t", "p", "g", "c", "z")
@@ -61,8 +63,8 @@ class _Frames:
 
     order: list[str]
     """Acquisition axes, outermost first; ``p`` stands for the flattened (p, g) positions."""
-    sizes: dict[str, int]
-    """Size of each of t, c, z in ``order``."""
+    sizes: dict[str, int | None]
+    """Size of each of t, c, z in ``order`` (None: unbounded time)."""
     positions: list[Position]
     channel_names: list[str]
 
@@ -74,6 +76,8 @@ class _Visit:
     point: Any
     p_index: int | None
     g_index: int | None
+    cell: Any
+    """The grid point (a useq position with grid_row/grid_col), or None."""
     x: float | None
     y: float | None
     z: float | None
@@ -93,10 +97,10 @@ def _as_sequence(sequence: Any, useq: ModuleType) -> Any:
 def _merge_positions(axes: list[str]) -> list[str]:
     """Replace the p and g axes by one position axis ``p`` where the first of them is."""
     if "p" in axes and "g" in axes and abs(axes.index("p") - axes.index("g")) != 1:
-        raise ValueError(
-            f"axis_order {''.join(axes)!r} separates positions (p) and grid points (g): "
-            "they become one position dimension (one image per position and grid point), "
-            "so they must be adjacent, e.g. 'tpgcz'"
+        raise NotImplementedError(
+            f"Cannot handle axis_order={''.join(axes)!r} with non-adjacent position and grid "
+            "axes: positions (p) and grid points (g) become one position dimension (one "
+            "image per position and grid point), so they must be adjacent, e.g. 'tpgcz'"
         )
     merged: list[str] = []
     for axis in axes:
@@ -128,15 +132,17 @@ def _check_channels(sequence: Any, sizes: Mapping[str, int]) -> None:
     """Reject channels that skip frames: they make the array ragged."""
     for channel in sequence.channels:
         if channel.acquire_every > 1 and sizes.get("t", 0) > 1:
-            raise ValueError(
-                f"channel {channel.config!r} has acquire_every={channel.acquire_every}: it "
+            raise NotImplementedError(
+                "Sequences with Channel.acquire_every > 1 are not supported: channel "
+                f"{channel.config!r} has acquire_every={channel.acquire_every}: it "
                 "skips time points, so the channels have different numbers of time points "
                 "and cannot share one rectangular array; acquire every channel at every "
                 "time point, or write that channel as its own stream"
             )
         if not channel.do_stack and sizes.get("z", 0) > 1:
-            raise ValueError(
-                f"channel {channel.config!r} has do_stack=False: it takes one plane where "
+            raise NotImplementedError(
+                "Sequences with Channel.do_stack=False values are not supported: channel "
+                f"{channel.config!r} has do_stack=False: it takes one plane where "
                 f"the other channels take {sizes['z']}, so they cannot share one "
                 "rectangular array; use do_stack=True, or write that channel as its own "
                 "stream"
@@ -149,6 +155,9 @@ def _frames_from_plans(sequence: Any, useq: ModuleType) -> _Frames:
     used = [_axis(a) for a in sequence.axis_order if sizes.get(_axis(a), 0) > 0]
     order = _merge_positions(used)
     points: list[Any] = _stage_points(sequence) if "p" in used else [None]
+    if "p" not in used and "g" in used and len(_stage_points(sequence)) == 1:
+        # one stage position, not iterated: the grid is laid around it (and named after it)
+        points = _stage_points(sequence)
     cells: list[Any] = list(sequence.iter_axis("g")) if "g" in used else [None]
     pairs = [(p, g) for p in range(len(points)) for g in range(len(cells))]
     if "g" in used and "p" in used and used.index("g") < used.index("p"):
@@ -157,22 +166,26 @@ def _frames_from_plans(sequence: Any, useq: ModuleType) -> _Frames:
     visits = []
     for p, g in pairs:
         point, cell = points[p], cells[g]
-        x, y = _grid_xy(point, cell)
+        # useq moves to a stage position only when it iterates p (events say where)
+        x, y = _grid_xy(point if "p" in used else None, cell)
         visits.append(
             _Visit(
                 point=point,
                 p_index=p if "p" in used else None,
                 g_index=g if "g" in used else None,
+                cell=cell,
                 x=x,
                 y=y,
                 z=getattr(point, "z", None),
             )
         )
-    plate = isinstance(sequence.stage_positions, useq.WellPlatePlan)
+    plan = sequence.stage_positions
+    plate = plan if isinstance(plan, useq.WellPlatePlan) else None
+    grid_first = "g" in used and "p" in used and used.index("g") < used.index("p")
     return _Frames(
         order=order,
         sizes={a: sizes[a] for a in order if a != "p"},
-        positions=_positions(visits, plate=plate) if "p" in order else [],
+        positions=_positions(visits, plate, grid_first=grid_first) if "p" in order else [],
         channel_names=[c.config for c in sequence.channels] if "c" in used else [],
     )
 
@@ -211,7 +224,7 @@ def _frames_from_events(sequence: Any, useq: ModuleType) -> _Frames:
     counts = [len(position_of) if a == "p" else sizes[a] for a in order]
     total = math.prod(counts)
     if total != len(events):
-        raise ValueError(
+        raise NotImplementedError(
             f"the sequence has {len(events)} image events, but its axes "
             f"{dict(zip(order, counts, strict=True))} make {total}: its frames do not fill "
             "one rectangular array"
@@ -220,7 +233,7 @@ def _frames_from_events(sequence: Any, useq: ModuleType) -> _Frames:
         got = tuple(position_of[key] if a == "p" else index.get(a, 0) for a in order)
         expected = _unravel(number, counts)
         if got != expected:
-            raise ValueError(
+            raise NotImplementedError(
                 f"image event {number} (index {index}) comes out of order: a rectangular "
                 f"{''.join(order)} layout of sizes {counts} expects "
                 f"{dict(zip(order, expected, strict=True))} there. This happens when a "
@@ -240,18 +253,21 @@ def _frames_from_events(sequence: Any, useq: ModuleType) -> _Frames:
             event, index = first_event[key]
             p_index = index.get("p") if "p" in used else None
             point = points[p_index] if p_index is not None else None
+            g_index = index.get("g") if "g" in used else None
             visits.append(
                 _Visit(
                     point=point,
                     p_index=p_index,
-                    g_index=index.get("g") if "g" in used else None,
+                    g_index=g_index,
+                    cell=_grid_cell(sequence, point, g_index),
                     x=event.x_pos,
                     y=event.y_pos,
                     z=getattr(point, "z", None),
                 )
             )
-        positions = _positions(visits, plate=False)
-    return _Frames(order=order, sizes=sizes, positions=positions, channel_names=channel_names)
+        grid_first = "g" in position_axes and position_axes[0] == "g"
+        positions = _positions(visits, None, grid_first=grid_first)
+    return _Frames(order=order, sizes=dict(sizes), positions=positions, channel_names=channel_names)
 
 
 def _unravel(number: int, counts: list[int]) -> tuple[int, ...]:
@@ -278,8 +294,9 @@ def _check_same_shape(
     distinct = {tuple(shape.items()): key for key, shape in shapes.items()}
     if len(distinct) > 1:
         (shape_a, key_a), (shape_b, key_b) = list(distinct.items())[:2]
-        raise ValueError(
-            f"positions differ in shape, so they cannot share one rectangular layout: "
+        raise NotImplementedError(
+            "Ragged dimensions detected: positions differ in shape, so they cannot share one "
+            f"rectangular layout: "
             f"{_describe(sequence, position_axes, key_a)} has {_sizes_text(shape_a)} but "
             f"{_describe(sequence, position_axes, key_b)} has {_sizes_text(shape_b)} "
             "(per-position sub-sequences must give every position the same t, c and z "
@@ -306,43 +323,85 @@ def _event_channel_names(events: list[Any], indices: list[dict[str, int]]) -> li
         c = index.get("c", 0)
         name = event.channel.config if event.channel is not None else f"c{c}"
         if names.setdefault(c, name) != name:
-            raise ValueError(
+            raise NotImplementedError(
                 f"channel {c} is {names[c]!r} at some positions and {name!r} at others: "
                 "one channel axis needs the same channel at every position"
             )
     return [names[c] for c in sorted(names)]
 
 
-def _positions(visits: list[_Visit], *, plate: bool) -> list[Position]:
-    """Named positions: the stage position's name (or pNNN) plus _gNNN for grid points."""
+def _grid_cell(sequence: Any, point: Any, g_index: int | None) -> Any:
+    """The grid point ``g_index`` of ``point`` (its sub-sequence grid, else the global one)."""
+    if g_index is None:
+        return None
+    sub = getattr(point, "sequence", None)
+    grid = sub.grid_plan if sub is not None and sub.grid_plan is not None else sequence.grid_plan
+    return list(grid)[g_index] if grid is not None else None
+
+
+def _plate_names(point: Any) -> tuple[str | None, str | None]:
+    """A useq position's well (0-based plate_row/plate_col) as row and column names."""
+    row, column = getattr(point, "plate_row", None), getattr(point, "plate_col", None)
+    if row is not None and column is not None:
+        return _row_name(row), str(column + 1)
+    if (row is None) != (column is None):
+        warnings.warn(
+            f"Position {point.name!r} has plate_row={row} but plate_col={column}. Both must "
+            "be set. Ignoring plate info.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return None, None
+
+
+def _positions(visits: list[_Visit], plate: Any, *, grid_first: bool) -> list[Position]:
+    """The positions of the flattened (p, g) axis, named as ome-writers names them.
+
+    A stage position keeps its name (or its index); a grid point without stage positions
+    is named by its index (``0000``); a grid point without row/column (random points) adds
+    ``_g0000`` (``_p0000_g0000`` with several stage positions); a well-plate field is
+    ``fov<n>``. Names ome-writers would repeat within one (well, grid cell) group, which it
+    rejects, get ``_1``, ``_2``, ... here.
+    """
+    n_points = len({v.p_index for v in visits if v.p_index is not None})
+    fields = [None]
+    if plate is not None:
+        wpp = plate.well_points_plan
+        fields = [wpp] if not hasattr(wpp, "__iter__") else list(wpp)
     positions = []
-    seen: set[tuple[str | None, str | None, str]] = set()
-    fields: dict[tuple[str, str], int] = {}
-    for visit in visits:
-        point = visit.point
-        row = column = None
-        if plate:
-            row = _row_name(point.plate_row)
-            column = str(point.plate_col + 1)
-            fields[(row, column)] = fields.get((row, column), -1) + 1
-            name = f"fov{fields[(row, column)]}"
+    seen: set[tuple[Any, ...]] = set()
+    for number, visit in enumerate(visits):
+        point, cell = visit.point, visit.cell
+        if plate is not None:
+            cell = fields[number % len(fields)]
+            name = f"fov{number % len(fields)}"
+        elif point is None:
+            name = f"{visit.g_index or 0:04d}"
         else:
-            base = getattr(point, "name", None) or (
-                f"p{visit.p_index:03d}" if visit.p_index is not None else None
-            )
-            if visit.g_index is None:
-                name = base or "p000"
-            else:
-                grid = f"g{visit.g_index:03d}"
-                name = f"{base}_{grid}" if base else grid
-        # useq allows repeated names; positions must be unique (per well), so number repeats.
+            name = point.name or str(visit.p_index or 0)
+            if cell is not None and cell.grid_row is None and cell.grid_col is None:
+                if grid_first or n_points <= 1:
+                    name = f"{name}_g{visit.g_index:04d}"
+                else:
+                    name = f"{name}_p{visit.p_index:04d}_g{visit.g_index:04d}"
+        row, column = _plate_names(point)
+        source = cell if cell is not None else point
+        grid_row = getattr(source, "grid_row", None)
+        grid_column = getattr(source, "grid_col", None)
         unique, repeat = name, 1
-        while (row, column, unique) in seen:
+        while (row, column, grid_row, grid_column, unique) in seen:
             unique, repeat = f"{name}_{repeat}", repeat + 1
-        seen.add((row, column, unique))
+        seen.add((row, column, grid_row, grid_column, unique))
         positions.append(
             Position(
-                name=unique, plate_row=row, plate_column=column, x=visit.x, y=visit.y, z=visit.z
+                name=unique,
+                plate_row=row,
+                plate_column=column,
+                grid_row=grid_row,
+                grid_column=grid_column,
+                x_coord=visit.x,
+                y_coord=visit.y,
+                z_coord=None if plate is not None else visit.z,
             )
         )
     return positions
@@ -394,11 +453,21 @@ def _z_step(plan: Any) -> float | None:
 
 def _layout(sequence: Any, useq: ModuleType) -> tuple[_Frames, list[Any]]:
     """The frames layout, and the sequences whose plans describe the axes."""
-    sizes = {_axis(k): v for k, v in sequence.sizes.items()}
+    plan = sequence.stage_positions
+    if isinstance(plan, useq.WellPlatePlan) and sequence.grid_plan is not None:
+        raise NotImplementedError(
+            "WellPlatePlan with grid_plan is not supported. Use well_points_plan on the "
+            "WellPlatePlan instead."
+        )
+    try:
+        sizes = {_axis(k): v for k, v in sequence.sizes.items()}
+    except ZeroDivisionError:
+        # an unbounded time plan (a duration with interval 0): time becomes count=None
+        return _unbounded_layout(sequence, useq), [sequence]
     _check_channels(sequence, sizes)
     subs = []
-    if not isinstance(sequence.stage_positions, useq.WellPlatePlan):
-        subs = [p.sequence for p in sequence.stage_positions if _has_axes(p.sequence)]
+    if not isinstance(plan, useq.WellPlatePlan):
+        subs = [p.sequence for p in plan if _has_axes(p.sequence)]
     for sub in subs:
         _check_channels(sub, {_axis(k): v for k, v in sub.sizes.items()})
     if subs:
@@ -410,65 +479,67 @@ def _layout(sequence: Any, useq: ModuleType) -> tuple[_Frames, list[Any]]:
     return frames, [sequence, *subs]
 
 
-def dims_from_useq(
+def _unbounded_layout(sequence: Any, useq: ModuleType) -> _Frames:
+    """The layout of a sequence whose time plan never ends: time is the unbounded axis."""
+    if any(_has_axes(p.sequence) for p in _stage_points(sequence)):
+        raise NotImplementedError(
+            "An unbounded time plan with position sub-sequences is not supported: the "
+            "layout of such a sequence can only be read from its (endless) events"
+        )
+    frames = _frames_from_plans(sequence.model_copy(update={"time_plan": None}), useq)
+    present = {*frames.order, "t"}
+    if "p" in present:
+        present.add("g")
+    axes = [_axis(a) for a in sequence.axis_order if _axis(a) in present]
+    frames.order = [a for a in _merge_positions(axes) if a == "t" or a in frames.order]
+    frames.sizes["t"] = None
+    return frames
+
+
+def _scale_unit(
+    axis: str,
+    plans: list[Any],
+    pixel_size_um: float | None,
+    units: Mapping[str, tuple[float, str] | None],
+) -> tuple[float | None, str | None]:
+    """Scale and unit of ``axis`` as ome-writers gives them, with better-known values.
+
+    ome-writers gives t, c and z a scale of 1 (t in seconds, z in micrometers) unless the
+    time plan's interval or the z plan's step says otherwise, and x/y the pixel size in
+    micrometers. Here a multi-phase time plan with one common interval and evenly spaced
+    z positions give their interval and step too.
+    """
+    override = units.get(axis)
+    if override:
+        return override
+    if axis in ("y", "x"):
+        if pixel_size_um is not None and pixel_size_um <= 0:
+            warnings.warn(
+                f"Invalid pixel_size_um={pixel_size_um}. Must be positive. Ignoring pixel size.",
+                UserWarning,
+                stacklevel=4,
+            )
+            pixel_size_um = None
+        return pixel_size_um or None, "micrometer"
+    if axis == "t":
+        time_plans = [s.time_plan for s in plans if s.time_plan is not None]
+        return _only(_interval_seconds(p) for p in time_plans) or 1.0, "second"
+    if axis == "z":
+        z_plans = [s.z_plan for s in plans if s.z_plan is not None]
+        return _only(_z_step(p) for p in z_plans) or 1.0, "micrometer"
+    return 1.0, None
+
+
+def _dims(
     sequence: Any,
     image_width: int,
     image_height: int,
     *,
-    pixel_size_um: float | None = None,
-    chunk_shapes: Mapping[str, int] | None = None,
-    shard_shapes: Mapping[str, int] | None = None,
-    units: Mapping[str, tuple[float, str] | None] | None = None,
-) -> list[Dimension | PositionDimension]:
-    """The dimensions of an MDA sequence, in the order its events are acquired.
-
-    Frame ``n`` of a stream with these dimensions is the ``n``-th event of
-    ``for event in sequence`` whose action is ``useq.AcquireImage`` (autofocus events
-    carry no frame).
-
-    Parameters
-    ----------
-    sequence
-        A ``useq.MDASequence``, or a dict that validates as one.
-    image_width, image_height
-        Frame size in pixels.
-    pixel_size_um
-        Pixel size in micrometers: the x/y scale. Without it, x and y have no unit.
-    chunk_shapes
-        Elements per chunk by axis name (``t``, ``c``, ``z``, ``y``, ``x``); default whole
-        frames and 1 along the other axes. Axes the sequence does not use are ignored.
-    shard_shapes
-        Chunks per shard by axis name (zarr v3 sharding), as for ``chunk_shapes``.
-    units
-        ``(scale, unit)`` by axis name, replacing what the sequence says (``None``: no
-        scale or unit), e.g. ``{"t": (0.5, "second")}``.
-
-    Returns
-    -------
-    list of Dimension and PositionDimension
-        ``t`` (time plan; scale = interval in seconds), ``c`` (channels, as
-        ``Channel(name=config)``), ``z`` (z plan; scale = step in micrometers) and the
-        positions (stage positions x grid points, or the fields of a well-plate plan) in
-        the sequence's ``axis_order``, then ``y`` and ``x``. Unused axes are left out.
-
-    Raises
-    ------
-    ImportError
-        useq-schema is not installed.
-    ValueError
-        The frames cannot fill one rectangular array per position: ``p`` and ``g`` not
-        adjacent in ``axis_order``, channels with ``acquire_every > 1`` or
-        ``do_stack=False``, positions whose sub-sequences differ in shape or order, or
-        an unknown axis name in ``chunk_shapes``/``shard_shapes``/``units``.
-
-    Examples
-    --------
-    >>> import useq  # doctest: +SKIP
-    >>> seq = useq.MDASequence(time_plan={"interval": 1, "loops": 3}, channels=["DAPI"])
-    >>> [d.name for d in dims_from_useq(seq, 512, 512)]  # doctest: +SKIP
-    ['t', 'c', 'y', 'x']
-
-    """
+    units: Mapping[str, tuple[float, str] | None] | None,
+    pixel_size_um: float | None,
+    chunk_shapes: Mapping[str, int] | None,
+    shard_shapes: Mapping[str, int] | None,
+) -> list[Dimension]:
     useq = _import_useq()
     sequence = _as_sequence(sequence, useq)
     options = {"chunk_shapes": chunk_shapes, "shard_shapes": shard_shapes, "units": units}
@@ -480,117 +551,159 @@ def dims_from_useq(
                 "are separate images, so they have no chunk, shard or unit)"
             )
     frames, plans = _layout(sequence, useq)
-    time_plans = [s.time_plan for s in plans if s.time_plan is not None]
-    z_plans = [s.z_plan for s in plans if s.z_plan is not None]
-    scales: dict[str, tuple[float | None, str | None]] = {
-        "t": (_only(_interval_seconds(p) for p in time_plans), "second"),
-        "z": (_only(_z_step(p) for p in z_plans), "micrometer"),
-        "y": (pixel_size_um, "micrometer"),
-        "x": (pixel_size_um, "micrometer"),
-    }
     chunks = dict(chunk_shapes or {})
     shards = dict(shard_shapes or {})
-    kinds: dict[str, DimensionType] = {
-        "t": "time",
-        "c": "channel",
-        "z": "space",
-        "y": "space",
-        "x": "space",
-    }
-    counts = {**frames.sizes, "y": image_height, "x": image_width}
-    dims: list[Dimension | PositionDimension] = []
+    counts: dict[str, int | None] = {**frames.sizes, "y": image_height, "x": image_width}
+    dims = []
     for axis in [*frames.order, "y", "x"]:
         if axis == "p":
-            dims.append(PositionDimension(positions=frames.positions))
+            dims.append(StandardAxis.POSITION.to_dimension(coords=frames.positions))
             continue
-        scale, unit = scales.get(axis, (None, None))
-        if units is not None and axis in units:
-            override = units[axis]
-            scale, unit = override if override is not None else (None, None)
-        dims.append(
-            Dimension(
-                name=axis,
-                count=counts[axis],
-                type=kinds[axis],
-                # A unit without a scale would claim one unit per element: leave both out.
-                unit=unit if scale else None,
-                scale=scale or None,
-                coords=[Channel(name=n) for n in frames.channel_names] if axis == "c" else None,
-                chunk_size=chunks.get(axis),
-                shard_size_chunks=shards.get(axis),
-            )
+        scale, unit = _scale_unit(axis, plans, pixel_size_um, units or {})
+        dim = StandardAxis(axis).to_dimension(
+            count=counts[axis],
+            chunk_size=chunks.get(axis),
+            shard_size_chunks=shards.get(axis),
+            scale=scale,
         )
+        if unit != dim.unit:
+            dim.unit = unit
+        if axis == "c":
+            dim.coords = [Channel(name=n) for n in frames.channel_names]
+        dims.append(dim)
     return dims
 
 
-def useq_to_acquisition_settings(
-    sequence: Any,
-    *,
-    root_path: str,
-    dtype: str,
+def dims_from_useq(
+    seq: Any,
     image_width: int,
     image_height: int,
+    *,
+    units: Mapping[str, tuple[float, str] | None] | None = None,
     pixel_size_um: float | None = None,
     chunk_shapes: Mapping[str, int] | None = None,
     shard_shapes: Mapping[str, int] | None = None,
+) -> list[Dimension]:
+    """Deprecated: ``useq_to_acquisition_settings(...)["dimensions"]``.
+
+    Emits a DeprecationWarning; the parameters are those of
+    :func:`useq_to_acquisition_settings`.
+    """
+    warnings.warn(
+        "`dims_from_useq` is deprecated and will be removed in a future version. Use "
+        "`useq_to_acquisition_settings` instead: dimensions can be obtained from the "
+        "returned dictionary.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return _dims(
+        seq,
+        image_width,
+        image_height,
+        units=units,
+        pixel_size_um=pixel_size_um,
+        chunk_shapes=chunk_shapes,
+        shard_shapes=shard_shapes,
+    )
+
+
+def useq_to_acquisition_settings(
+    seq: Any,
+    image_width: int,
+    image_height: int,
+    *,
     units: Mapping[str, tuple[float, str] | None] | None = None,
-    **settings: Any,
-) -> AcquisitionSettings:
-    """Settings that store an MDA sequence; append one frame per image event, in order.
+    pixel_size_um: float | None = None,
+    chunk_shapes: Mapping[str, int] | None = None,
+    shard_shapes: Mapping[str, int] | None = None,
+) -> AcquisitionSettingsDict:
+    """The ``dimensions`` and ``plate`` of an MDA sequence, for ``AcquisitionSettings``.
+
+    Frame ``n`` of a stream with these settings is the ``n``-th event of
+    ``for event in seq`` whose action is ``useq.AcquireImage`` (autofocus events carry
+    no frame): append one frame per image event, in order.
 
     Parameters
     ----------
-    sequence
+    seq
         A ``useq.MDASequence``, or a dict that validates as one.
-    root_path, dtype
-        As for :class:`~ome_stream.AcquisitionSettings`.
-    image_width, image_height, pixel_size_um, chunk_shapes, shard_shapes, units
-        As for :func:`dims_from_useq`.
-    **settings
-        Any other :class:`~ome_stream.AcquisitionSettings` field (``format``,
-        ``compression``, ``storage_order``, ``overwrite``, ...).
+    image_width, image_height
+        Frame size in pixels.
+    units
+        ``(scale, unit)`` by axis name (``t``, ``c``, ``z``, ``y``, ``x``), replacing what
+        the sequence says, e.g. ``{"t": (0.5, "second")}``.
+    pixel_size_um
+        Pixel size in micrometers: the x/y scale.
+    chunk_shapes
+        Elements per chunk by axis name; default whole frames and 1 along the others.
+    shard_shapes
+        Chunks per shard by axis name (zarr v3 sharding).
 
     Returns
     -------
-    AcquisitionSettings
-        With the dimensions of :func:`dims_from_useq`. A well-plate plan also sets
-        ``plate`` (every row and column of the plate definition, named A, B, ... and
-        1, 2, ...) and gives each position its well and a field name (``fov0``, ...).
+    dict
+        ``dimensions``: t (time plan; scale = interval in seconds; ``count=None`` for a
+        plan that never ends), c (``Channel(name=config)``), z (scale = step in
+        micrometers) and the positions (stage positions x grid points, or the fields of
+        a well-plate plan, as one ``type="position"`` dimension) in the sequence's
+        ``axis_order``, then y and x; unused axes are left out. ``plate``: the
+        :class:`~ome_stream.Plate` of a well-plate plan (or of the wells the positions
+        name), else None.
 
     Raises
     ------
     ImportError
         useq-schema is not installed.
+    NotImplementedError
+        The frames cannot fill one rectangular array per position: ``p`` and ``g`` not
+        adjacent in ``axis_order``, channels with ``acquire_every > 1`` or
+        ``do_stack=False`` that skip frames, a well-plate plan with a ``grid_plan``,
+        positions whose sub-sequences differ in shape or visit frames in another order.
     ValueError
-        As for :func:`dims_from_useq`, or invalid settings.
+        An unknown axis name in ``chunk_shapes``/``shard_shapes``/``units``, or a
+        sequence without image events.
 
     Examples
     --------
     >>> import useq  # doctest: +SKIP
     >>> seq = useq.MDASequence(channels=["DAPI", "FITC"], z_plan={"range": 4, "step": 1})
-    >>> settings = useq_to_acquisition_settings(  # doctest: +SKIP
-    ...     seq, root_path="mda.ome.zarr", dtype="uint16", image_width=512, image_height=512
+    >>> settings = AcquisitionSettings(  # doctest: +SKIP
+    ...     root_path="mda.ome.zarr", dtype="uint16",
+    ...     **useq_to_acquisition_settings(seq, image_width=512, image_height=512),
     ... )
     >>> settings.num_frames  # doctest: +SKIP
     10
 
     """
-    useq = _import_useq()
-    sequence = _as_sequence(sequence, useq)
-    dims = dims_from_useq(
-        sequence,
+    dims = _dims(
+        seq,
         image_width,
         image_height,
+        units=units,
         pixel_size_um=pixel_size_um,
         chunk_shapes=chunk_shapes,
         shard_shapes=shard_shapes,
-        units=units,
     )
+    return {"dimensions": dims, "plate": _plate(_as_sequence(seq, _import_useq()))}
+
+
+def _plate(sequence: Any) -> Plate | None:
+    """The plate of a well-plate plan, or the smallest plate holding the wells named."""
     plan = sequence.stage_positions
-    if isinstance(plan, useq.WellPlatePlan) and "plate" not in settings:
-        settings["plate"] = Plate(
+    if hasattr(plan, "plate") and hasattr(plan, "well_points_plan"):
+        return Plate(
             name=plan.plate.name or None,
             row_names=[_row_name(i) for i in range(plan.plate.rows)],
             column_names=[str(i + 1) for i in range(plan.plate.columns)],
         )
-    return AcquisitionSettings(root_path=root_path, dtype=dtype, dimensions=dims, **settings)
+    wells = [
+        (p.plate_row, p.plate_col)
+        for p in plan
+        if getattr(p, "plate_row", None) is not None and getattr(p, "plate_col", None) is not None
+    ]
+    if not wells:
+        return None
+    return Plate(
+        row_names=[_row_name(i) for i in range(max(r for r, _ in wells) + 1)],
+        column_names=[str(i + 1) for i in range(max(c for _, c in wells) + 1)],
+    )

@@ -1,4 +1,4 @@
-"""The backend interface and the registry of backends.
+"""The backend interface (the registry lives in :mod:`ome_stream.backends.registry`).
 
 A backend turns whole blocks of pixels into storage. It never sees acquisition order:
 the stream routes each frame to its storage index and assembles blocks (whole chunks or
@@ -7,11 +7,17 @@ shards) before it calls :meth:`Backend.write`, so every storage object is writte
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from ome_stream.backends.registry import (
+    BACKENDS,
+    BackendInfo,
+    available_backends,
+    backend_info,
+    first_available_backend,
+    load_backend,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,152 +33,6 @@ __all__ = [
     "first_available_backend",
     "load_backend",
 ]
-
-
-@dataclass(frozen=True)
-class BackendInfo:
-    """What a backend is and what it can do, known without importing it.
-
-    The settings ask these capability flags, so a request a backend cannot honour is
-    rejected when the settings are created.
-    """
-
-    name: str
-    format: Literal["ome-zarr", "ome-tiff"]
-    module: str
-    requires: tuple[str, ...]
-    extra: str | None
-    compressions: tuple[str, ...]
-    supports_unbounded: bool = True
-    supports_storage_order: bool = True
-    supports_object_storage: bool = False
-    supports_pyramids: bool = False
-
-    def is_available(self) -> bool:
-        """Whether every module this backend needs is importable."""
-        return all(
-            importlib.util.find_spec(mod) is not None for mod in (*self.requires, self.module)
-        )
-
-    def install_hint(self) -> str:
-        """The pip command that makes this backend available."""
-        extra = f"[{self.extra}]" if self.extra else ""
-        return f"pip install 'ome-stream{extra}'"
-
-
-_ZARR_CODECS = ("none", "blosc-zstd", "blosc-lz4", "zstd")
-
-# In order of preference: the first available backend of a format is its default.
-BACKENDS: dict[str, BackendInfo] = {
-    info.name: info
-    for info in (
-        BackendInfo(
-            name="tensorstore",
-            format="ome-zarr",
-            module="ome_stream.backends.tensorstore",
-            requires=("tensorstore",),
-            extra=None,
-            compressions=_ZARR_CODECS,
-            supports_object_storage=True,
-            supports_pyramids=True,
-        ),
-        BackendInfo(
-            name="zarr-python",
-            format="ome-zarr",
-            module="ome_stream.backends.zarr_python",
-            requires=("zarr",),
-            extra=None,
-            compressions=_ZARR_CODECS,
-            supports_object_storage=True,
-            supports_pyramids=True,
-        ),
-        # TEMP until settings branch lands
-        BackendInfo(
-            name="zarrs-python",
-            format="ome-zarr",
-            module="ome_stream.backends.zarrs_python",
-            requires=("zarr", "zarrs"),
-            extra="zarrs",
-            compressions=_ZARR_CODECS,
-            supports_pyramids=True,
-        ),
-        BackendInfo(
-            name="acquire-zarr",
-            format="ome-zarr",
-            module="ome_stream.backends.acquire_zarr",
-            requires=("acquire_zarr",),
-            extra="acquire-zarr",
-            compressions=("none", "blosc-zstd", "blosc-lz4"),
-            supports_storage_order=False,
-        ),
-        BackendInfo(
-            name="tifffile",
-            format="ome-tiff",
-            module="ome_stream.backends.tifffile",
-            requires=("tifffile",),
-            extra=None,
-            compressions=("none", "zlib", "zstd", "lzw"),
-        ),
-        # TEMP until settings branch lands (format "scratch" there; "ome-zarr" here only
-        # so that today's settings model accepts format="scratch")
-        BackendInfo(
-            name="scratch",
-            format="ome-zarr",
-            module="ome_stream.backends.scratch",
-            requires=("numpy",),
-            extra=None,
-            compressions=("none", *_ZARR_CODECS[1:], "zlib", "lzw"),
-        ),
-    )
-}
-
-
-def backend_info(name: str) -> BackendInfo:
-    """Return the registry entry for backend ``name``; ValueError names the known ones."""
-    try:
-        return BACKENDS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}"
-        ) from None
-
-
-def available_backends(file_format: str | None = None) -> list[str]:
-    """List the installed backends, in order of preference, optionally for one format.
-
-    Examples
-    --------
-    >>> "tensorstore" in available_backends("ome-zarr")
-    True
-
-    """
-    return [
-        info.name
-        for info in BACKENDS.values()
-        if (file_format is None or info.format == file_format) and info.is_available()
-    ]
-
-
-def first_available_backend(file_format: str) -> str:
-    """The default backend for ``file_format``: the first installed one."""
-    names = available_backends(file_format)
-    if not names:
-        candidates = [i for i in BACKENDS.values() if i.format == file_format]
-        hint = candidates[0].install_hint() if candidates else "pip install ome-stream"
-        raise ImportError(f"no backend for {file_format!r} is installed; run {hint}")
-    return names[0]
-
-
-def load_backend(name: str) -> type[Backend]:
-    """Import backend ``name``; ImportError says which extra to install when missing."""
-    info = backend_info(name)
-    if not info.is_available():
-        raise ImportError(
-            f"the {name!r} backend needs {', '.join(info.requires)}; run {info.install_hint()}"
-        )
-    module = importlib.import_module(info.module)
-    backend: type[Backend] = module.BACKEND
-    return backend
 
 
 class Backend(ABC):

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.settings.dimensions import effective_type
+
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
@@ -28,9 +30,11 @@ def _group(attributes: dict[str, Any]) -> dict[str, Any]:
 
 def _axis(dim: Dimension) -> dict[str, Any]:
     axis: dict[str, Any] = {"name": dim.name}
-    if dim.type is not None and dim.type != "other":
-        axis["type"] = dim.type
-    if dim.unit is not None and dim.type in ("space", "time"):
+    # an untyped axis with a standard name gets that name's type (as yaozarrs does)
+    kind = effective_type(dim)
+    if kind is not None and kind != "other":
+        axis["type"] = kind
+    if dim.unit is not None and kind in ("space", "time"):
         axis["unit"] = dim.unit
     return axis
 
@@ -56,7 +60,7 @@ def _transformations(
 
 
 def _omero(array: ArraySpec) -> dict[str, Any] | None:
-    channel_dim = next((d for d in array.dims if d.type == "channel"), None)
+    channel_dim = next((d for d in array.dims if effective_type(d) == "channel"), None)
     if channel_dim is None or channel_dim.count is None:
         return None
     channels = channel_dim.channels or []
@@ -71,7 +75,7 @@ def _omero(array: ArraySpec) -> dict[str, Any] | None:
         entries.append(
             {
                 "label": channel.name if channel else f"Channel {index}",
-                "color": (channel.color if channel and channel.color else None)
+                "color": (channel.color_hex if channel and channel.color else None)
                 or _DEFAULT_COLORS[index % len(_DEFAULT_COLORS)],
                 "active": True,
                 "coefficient": 1.0,

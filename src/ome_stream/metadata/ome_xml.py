@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ome_types import model as ome
 
+from ome_stream.settings.dimensions import effective_type
+
 if TYPE_CHECKING:
     from ome_stream.layout import ArraySpec, Layout
     from ome_stream.settings import Dimension
@@ -40,12 +42,12 @@ _PLANE_KEYS = {"delta_t", "exposure_time", "position_x", "position_y", "position
 def ome_letters(dims: tuple[Dimension, ...]) -> list[str]:
     """The OME letter (T, C or Z) of each non-frame dimension, in the given order.
 
-    Time maps to T, channel to C, space to Z; dimensions of another type take the letters
-    left over, in the order T, C, Z.
+    Time maps to T, channel to C, space to Z (an untyped t, c or z by its name);
+    dimensions of another type take the letters left over, in the order T, C, Z.
     """
     letters: list[str | None] = []
     for dim in dims:
-        letter = {"time": "T", "channel": "C", "space": "Z"}.get(dim.type or "")
+        letter = {"time": "T", "channel": "C", "space": "Z"}.get(effective_type(dim) or "")
         letters.append(letter if letter not in letters else None)
     spare = [x for x in "TCZ" if x not in letters]
     resolved = []
@@ -111,7 +113,7 @@ def build_ome(
         if info is not None:
             kwargs["name"] = info.name
             if info.color:
-                kwargs["color"] = ome.Color(f"#{info.color}")
+                kwargs["color"] = ome.Color(f"#{info.color_hex}")
         channels.append(ome.Channel(**kwargs))
 
     annotations: list[ome.MapAnnotation] = []
