@@ -19,15 +19,43 @@ import ome_stream
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
+    ScratchFormat,
     WriterError,
     create_stream,
     dims_from_standard_axes,
     open_stream,
 )
+from ome_stream._target import prepare_target
 from ome_stream.backends.scratch import ScratchArray, ScratchBackend
 from ome_stream.layout import AcquisitionRecord, Layout
 
 SHAPE = (8, 12)
+
+
+def _target_left_to_the_backend() -> bool:
+    """Whether the stream leaves a scratch target to the backend (``prepare_target``).
+
+    Until it does, it treats root_path "" as the existing directory "." and refuses,
+    and refuses to replace a scratch dataset with overwrite=True.
+    """
+    settings = AcquisitionSettings(
+        format="scratch", dtype="uint8", dimensions=dims_from_standard_axes({"y": 2, "x": 2})
+    )
+    try:
+        prepare_target(settings)  # without overwrite: raises before touching anything
+    except FileExistsError:
+        return False
+    return True
+
+
+#: The tests that need the stream to leave the scratch target to the backend (the lead's
+#: wiring in _target.prepare_target); they run normally once it does.
+needs_target = pytest.mark.xfail(
+    not _target_left_to_the_backend(),
+    reason="prepare_target still applies the OME-Zarr/TIFF target rules to scratch",
+    raises=(FileExistsError, WriterError),
+    strict=True,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -37,9 +65,9 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def scratch(root: Path | str = "", sizes: dict[str, Any] | None = None, **kw: Any):
+    kw.setdefault("format", "scratch")
     return AcquisitionSettings(
         root_path=str(root),
-        format="scratch",
         dtype="uint16",
         dimensions=dims_from_standard_axes(sizes or {"t": 3, "c": 2, "y": 8, "x": 12}),
         **kw,
@@ -69,7 +97,7 @@ def metadata_lines(root: Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- the generic round trip
-@pytest.fixture(params=["memory", "files"])
+@pytest.fixture(params=[pytest.param("memory", marks=needs_target), "files"])
 def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Scratch in memory (no root_path) or as files under a root_path."""
     return "" if request.param == "memory" else str(tmp_path / "run.scratch")
@@ -249,6 +277,7 @@ def test_frame_metadata_file_is_empty_without_metadata(tmp_path: Path) -> None:
     assert (tmp_path / "none" / "frame_metadata.jsonl").read_text() == ""
 
 
+@needs_target
 def test_memory_mode_writes_nothing_and_keeps_global_metadata(tmp_path: Path) -> None:
     with create_stream(scratch("")) as stream:
         stream.set_global_metadata("ns", {"k": "v"})
@@ -260,6 +289,7 @@ def test_memory_mode_writes_nothing_and_keeps_global_metadata(tmp_path: Path) ->
 
 
 # ---------------------------------------------------------------- the target
+@needs_target
 def test_existing_root_needs_overwrite_and_only_a_scratch_dataset_is_replaced(
     tmp_path: Path,
 ) -> None:
@@ -299,16 +329,14 @@ def _memory_error(error: BaseException) -> MemoryError:
     return cause
 
 
-def _backend(settings: AcquisitionSettings, limit: int, spill: bool) -> ScratchBackend:
-    backend = ScratchBackend(Layout(settings))
-    backend.max_memory_bytes, backend.spill_to_disk = limit, spill
-    return backend
+def _backend(sizes: dict[str, Any], limit: int, spill: bool) -> ScratchBackend:
+    fmt = ScratchFormat(max_memory_bytes=limit, spill_to_disk=spill)
+    return ScratchBackend(Layout(scratch("", sizes, format=fmt)))
 
 
 @pytest.mark.anyio
 async def test_over_the_memory_limit_spills_to_a_temporary_directory() -> None:
-    settings = scratch("", {"t": 4, "c": 2, "y": 8, "x": 12})  # 8 frames of 192 B
-    backend = _backend(settings, limit=1000, spill=True)
+    backend = _backend({"t": 4, "c": 2, "y": 8, "x": 12}, limit=1000, spill=True)  # 8x192 B
     with pytest.warns(UserWarning, match="Using disk-backed storage at"):
         await backend.open()
     assert backend.temporary and backend.root is not None
@@ -324,7 +352,7 @@ async def test_over_the_memory_limit_spills_to_a_temporary_directory() -> None:
 
 @pytest.mark.anyio
 async def test_over_the_memory_limit_without_spilling_is_a_memory_error() -> None:
-    backend = _backend(scratch(""), limit=1000, spill=False)
+    backend = _backend({"t": 3, "c": 2, "y": 8, "x": 12}, limit=1000, spill=False)
     with pytest.raises(MemoryError, match="max_memory_bytes"):
         await backend.open()
 
@@ -332,8 +360,7 @@ async def test_over_the_memory_limit_without_spilling_is_a_memory_error() -> Non
 @pytest.mark.anyio
 async def test_unbounded_growth_past_the_limit_spills_and_keeps_every_frame() -> None:
     """ome-writers checks the limit only at open; growing past it here spills too."""
-    settings = scratch("", {"t": None, "y": 8, "x": 12})
-    backend = _backend(settings, limit=10 * 192, spill=True)  # room for 10 frames
+    backend = _backend({"t": None, "y": 8, "x": 12}, limit=10 * 192, spill=True)  # 10 frames
     await backend.open()
     frames = make_frames(25, SHAPE, seed=8)
     for i, frame in enumerate(frames[:10]):
@@ -354,7 +381,7 @@ async def test_unbounded_growth_past_the_limit_spills_and_keeps_every_frame() ->
 
 @pytest.mark.anyio
 async def test_unbounded_growth_past_the_limit_without_spilling_fails_keeping_frames() -> None:
-    backend = _backend(scratch("", {"t": None, "y": 8, "x": 12}), limit=10 * 192, spill=False)
+    backend = _backend({"t": None, "y": 8, "x": 12}, limit=10 * 192, spill=False)
     await backend.open()
     frames = make_frames(10, SHAPE, seed=8)
     for i, frame in enumerate(frames):
@@ -365,27 +392,48 @@ async def test_unbounded_growth_past_the_limit_without_spilling_fails_keeping_fr
     np.testing.assert_array_equal(np.asarray(backend.get_arrays()[0]), frames)
 
 
-def test_scratch_format_settings_reach_the_backend() -> None:
-    """Through the settings model (ScratchFormat) once it exists."""
-    if not hasattr(ome_stream, "ScratchFormat"):
-        pytest.skip("ScratchFormat is not in this settings model yet")
-    fmt = {"name": "scratch", "max_memory_bytes": 1000, "spill_to_disk": False}
-    with pytest.raises((MemoryError, WriterError)) as caught, create_stream(scratch_with(fmt)):
+@needs_target
+def test_scratch_format_options_through_the_stream() -> None:
+    fmt = ScratchFormat(max_memory_bytes=1000, spill_to_disk=False)
+    with pytest.raises((MemoryError, WriterError)) as caught, create_stream(scratch(format=fmt)):
         pass
-    assert "max_memory_bytes" in str(_memory_error(caught.value))
-    fmt = {"name": "scratch", "max_memory_bytes": 1000}
+    assert "max_memory_bytes=0.0 GB" in str(_memory_error(caught.value))
     with pytest.warns(UserWarning, match="disk-backed"):
-        stream = create_stream(scratch_with(fmt))
+        stream = create_stream(scratch(format=ScratchFormat(max_memory_bytes=1000)))
+    frames = make_frames(6, SHAPE)
     with stream:
-        for frame in make_frames(6, SHAPE):
+        for frame in frames:
             stream.append(frame)
-        assert backend_of(stream).temporary
+        backend = backend_of(stream)
+        assert backend.temporary
+    assert backend.root is not None
+    np.testing.assert_array_equal(read_files(backend.root)[1][0], frames.reshape(3, 2, *SHAPE))
 
 
-def scratch_with(fmt: dict[str, Any]) -> AcquisitionSettings:
-    return AcquisitionSettings(
-        root_path="",
-        format=fmt,
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 3, "c": 2, "y": 8, "x": 12}),
-    )
+@needs_target
+def test_memory_alias_and_auto_format_without_root_path() -> None:
+    frames = make_frames(6, SHAPE, seed=7)
+    for settings in (
+        scratch(format="memory"),
+        AcquisitionSettings(
+            dtype="uint16", dimensions=dims_from_standard_axes({"t": 3, "c": 2, "y": 8, "x": 12})
+        ),
+    ):
+        assert settings.format == ScratchFormat()
+        with create_stream(settings) as stream:
+            for frame in frames:
+                stream.append(frame)
+            arrays = backend_of(stream).get_arrays()
+        np.testing.assert_array_equal(np.asarray(arrays[0]), frames.reshape(3, 2, *SHAPE))
+
+
+@needs_target
+def test_storage_order_ome_keeps_the_acquisition_order() -> None:
+    """As ome-writers: scratch arrays are stored in acquisition order (here c, t)."""
+    frames = make_frames(6, SHAPE, seed=8)
+    settings = scratch(sizes={"c": 2, "t": 3, "y": 8, "x": 12}, storage_order="ome")
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+        arrays = backend_of(stream).get_arrays()
+    np.testing.assert_array_equal(np.asarray(arrays[0]), frames.reshape(2, 3, *SHAPE))

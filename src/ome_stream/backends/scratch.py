@@ -32,21 +32,19 @@ import anyio.to_thread
 import numpy as np
 
 from ome_stream.backends.base import Backend
+from ome_stream.settings import ScratchFormat
 
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, Layout
     from ome_stream.settings import AcquisitionSettings
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY_BYTES",
     "FRAME_METADATA",
     "MANIFEST",
     "ScratchArray",
     "ScratchBackend",
 ]
 
-#: ome-writers' default ``ScratchFormat.max_memory_bytes``: 4 GiB.
-DEFAULT_MAX_MEMORY_BYTES = 4 * 1024**3
 MANIFEST = "manifest.json"
 FRAME_METADATA = "frame_metadata.jsonl"
 #: An unbounded axis grows by at least this factor, so growing costs amortised O(1).
@@ -64,25 +62,16 @@ def _nbytes(shape: tuple[int, ...], dtype: np.dtype[Any]) -> int:
 def _manifest_settings(settings: AcquisitionSettings) -> dict[str, Any]:
     """The settings as ome-writers records them in the manifest.
 
-    What the user set, plus each dimension's ``name``, ``type`` and ``count`` (and, for
-    positions, ``coords``).
+    What the user set, plus each dimension's ``name``, ``type`` and ``count``.
     """
     from ome_stream import __version__
 
     dump: dict[str, Any] = settings.model_dump(mode="json", exclude_unset=True)
     dump.setdefault("dtype", settings.dtype)
-    dims = []
     for dim, entry in zip(settings.dimensions, dump.get("dimensions", []), strict=False):
-        positions = getattr(dim, "positions", None)
-        if positions is not None:
-            entry.setdefault("type", "position")
-            entry.setdefault("coords", [p.model_dump(mode="json") for p in positions])
-        else:
-            entry.setdefault("type", getattr(dim, "type", None))
         entry.setdefault("name", dim.name)
+        entry.setdefault("type", dim.type)
         entry.setdefault("count", dim.count)
-        dims.append(entry)
-    dump["dimensions"] = dims
     return {"version": __version__, **dump}
 
 
@@ -197,9 +186,11 @@ class ScratchBackend(Backend):
         super().__init__(layout)
         settings = layout.settings
         fmt = settings.format
-        self.max_memory_bytes = int(getattr(fmt, "max_memory_bytes", DEFAULT_MAX_MEMORY_BYTES))
+        if not isinstance(fmt, ScratchFormat):
+            raise TypeError(f"the scratch backend writes format='scratch', not {fmt.name!r}")
+        self.max_memory_bytes = fmt.max_memory_bytes
         """Bytes the in-memory arrays may take before they spill (or MemoryError)."""
-        self.spill_to_disk = bool(getattr(fmt, "spill_to_disk", True))
+        self.spill_to_disk = fmt.spill_to_disk
         """Whether exceeding ``max_memory_bytes`` moves the arrays to a temporary directory."""
         self.root: Path | None = Path(settings.root_path) if settings.root_path else None
         """Directory of the memory-mapped files; None while the arrays are in memory."""
@@ -293,6 +284,14 @@ class ScratchBackend(Backend):
             "global_metadata": self._global_metadata,
         }
         (self.root / MANIFEST).write_text(json.dumps(manifest))
+
+    def set_global_metadata(self, namespace: str, metadata: dict[str, Any]) -> None:
+        """Keep acquisition-level metadata at once (ome-writers' scratch backend does).
+
+        The stream hands the final metadata over at close in any case; this lets a
+        caller see it on the backend during the acquisition.
+        """
+        self._global_metadata[namespace] = json.loads(json.dumps(metadata))
 
     # ------------------------------------------------------------------ frames
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
