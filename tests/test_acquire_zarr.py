@@ -91,7 +91,7 @@ def test_multi_position_unbounded_with_skips_sync(tmp_path: Path) -> None:
     expected[2] = 0
     expected = np.concatenate([expected, np.zeros((1, 16, 16), "uint8")]).reshape(4, 2, 16, 16)
     for p in range(2):
-        np.testing.assert_array_equal(read_both(root / str(p) / "0"), expected[:, p])
+        np.testing.assert_array_equal(read_both(root / f"Pos{p}" / "0"), expected[:, p])
     BioFormats2Raw.from_zarr(zarr.open_group(str(root), mode="r"))
 
 

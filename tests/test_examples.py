@@ -29,9 +29,10 @@ def zarr_array(path: str) -> np.ndarray:
     return np.asarray(zarr.open_array(path, mode="r")[...])
 
 
-def tiff_array(path: str) -> tuple[np.ndarray, object]:
+def tiff_array(path: str, image: int = 0) -> tuple[np.ndarray, object]:
+    """Pixels of OME image ``image`` (every file of a multi-file set describes all)."""
     with tifffile.TiffFile(path) as tif:
-        return tif.series[0].asarray(), from_xml(tif.ome_metadata)
+        return tif.series[image].asarray(), from_xml(tif.ome_metadata)
 
 
 def frame_numbers(data: np.ndarray) -> np.ndarray:
@@ -68,9 +69,9 @@ def test_multiposition(tmp_path: Path, fmt: str) -> None:
     acquired = np.arange(48).reshape(2, 2, 3, 4)  # t, p, c, z
     for p in range(2):
         if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/{p}/0")
+            data = zarr_array(f"{out}/Pos{p}/0")
         else:
-            data = tiff_array(f"{out}/multiposition_p{p:03d}.ome.tiff")[0]
+            data = tiff_array(f"{out}/multiposition_p{p:03d}.ome.tiff", p)[0]
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
 
@@ -78,11 +79,11 @@ def test_multiposition(tmp_path: Path, fmt: str) -> None:
 def test_plate(tmp_path: Path, fmt: str) -> None:
     out = run("plate", tmp_path, fmt)
     acquired = np.arange(96).reshape(2, 4, 3, 4)
-    for p, path in enumerate(["A/1/0", "A/2/0", "C/4/0", "C/4/1"]):
+    for p, path in enumerate(["A/1/fov0", "A/2/fov0", "C/4/fov0", "C/4/fov1"]):
         if fmt == "ome-zarr":
             data = zarr_array(f"{out}/{path}/0")
         else:
-            data, ome = tiff_array(f"{out}/example_5d_plate_p{p:03d}.ome.tiff")
+            data, ome = tiff_array(f"{out}/example_5d_plate_p{p:03d}.ome.tiff", p)
             assert ome.plates[0].name == "Example Plate"
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
@@ -93,9 +94,9 @@ def test_unbounded(tmp_path: Path, fmt: str) -> None:
     acquired = np.arange(6).reshape(3, 2)
     for p in range(2):
         if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/{p}/0")
+            data = zarr_array(f"{out}/Pos{p}/0")
         else:
-            data = tiff_array(f"{out}/unbounded_p{p:03d}.ome.tiff")[0]
+            data = tiff_array(f"{out}/unbounded_p{p:03d}.ome.tiff", p)[0]
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
 
@@ -104,7 +105,7 @@ def test_event_driven(tmp_path: Path, fmt: str) -> None:
     out = run("event_driven", tmp_path, fmt)
     if fmt == "ome-zarr":
         np.testing.assert_array_equal(frame_numbers(zarr_array(f"{out}/0")), np.arange(5))
-        records = zarr.open_group(out, mode="r").attrs["ome_stream"]["frame_metadata"]
+        records = zarr.open_group(out, mode="r").attrs["ome_writers"]["frame_metadata"]
         assert [r["position"] for r in records] == [
             "cell-1",
             "cell-1",

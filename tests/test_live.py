@@ -24,7 +24,7 @@ from ome_stream.events import StreamEvent
 
 def read_acquisition_order(root: Path, n_t: int) -> np.ndarray:
     """Final on-disk data of the test acquisition, rearranged into acquisition order."""
-    arrays = [zarr.open_array(str(root / str(p) / "0"), mode="r")[...] for p in range(2)]
+    arrays = [zarr.open_array(str(root / p / "0"), mode="r")[...] for p in ("a", "b")]
     # storage is (t, c, z, y, x) per position; acquisition is (t, p, z, c, y, x)
     stacked = np.stack(arrays, axis=1)  # t, p, c, z, y, x
     return stacked.transpose(0, 1, 3, 2, 4, 5)[:n_t]

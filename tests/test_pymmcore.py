@@ -33,10 +33,8 @@ TARGET = os.environ.get("OME_STREAM_MMCORE_TARGET", "ome_stream")
 SRC = Path(__file__).parents[1] / "src"
 
 # What pymmcore-plus 0.18.1's writer gets from ome-writers that ome_stream does not give
-# yet (issue 14, other branches): OME-Zarr image groups named by position ("left",
-# "A/1/fov0") with frame metadata under attributes["ome_writers"]; OME-TIFF ExposureTime
-# in seconds and every file listing every position; format="scratch" ("memory") and
-# view(dynamic_shape=..., strict=...) readable after close. Strict: an XPASS says
+# yet (issue 14, other branches): view(dynamic_shape=..., strict=...) readable after close
+# for output="memory". Strict: an XPASS says
 # "remove me".
 PENDING_COMPAT = pytest.mark.xfail(
     TARGET == "ome_stream",
@@ -264,7 +262,6 @@ def run_builtin(
     return result
 
 
-@PENDING_COMPAT
 @pytest.mark.parametrize("name", list(SEQUENCES))
 def test_builtin_zarr(tmp_path: Path, name: str) -> None:
     """``output="x.ome.zarr"``: every frame at its index; named series; summary metadata."""
@@ -302,7 +299,6 @@ def test_builtin_zarr(tmp_path: Path, name: str) -> None:
         assert record["position_y"] == pytest.approx(event.y_pos)
 
 
-@PENDING_COMPAT
 @pytest.mark.parametrize("name", list(SEQUENCES))
 def test_builtin_tiff(tmp_path: Path, name: str) -> None:
     """``output="x.ome.tiff"``: one file per position, each frame at its index."""

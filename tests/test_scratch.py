@@ -25,37 +25,10 @@ from ome_stream import (
     dims_from_standard_axes,
     open_stream,
 )
-from ome_stream._target import prepare_target
 from ome_stream.backends.scratch import ScratchArray, ScratchBackend
 from ome_stream.layout import AcquisitionRecord, Layout
 
 SHAPE = (8, 12)
-
-
-def _target_left_to_the_backend() -> bool:
-    """Whether the stream leaves a scratch target to the backend (``prepare_target``).
-
-    Until it does, it treats root_path "" as the existing directory "." and refuses,
-    and refuses to replace a scratch dataset with overwrite=True.
-    """
-    settings = AcquisitionSettings(
-        format="scratch", dtype="uint8", dimensions=dims_from_standard_axes({"y": 2, "x": 2})
-    )
-    try:
-        prepare_target(settings)  # without overwrite: raises before touching anything
-    except FileExistsError:
-        return False
-    return True
-
-
-#: The tests that need the stream to leave the scratch target to the backend (the lead's
-#: wiring in _target.prepare_target); they run normally once it does.
-needs_target = pytest.mark.xfail(
-    not _target_left_to_the_backend(),
-    reason="prepare_target still applies the OME-Zarr/TIFF target rules to scratch",
-    raises=(FileExistsError, WriterError),
-    strict=True,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +70,7 @@ def metadata_lines(root: Path) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- the generic round trip
-@pytest.fixture(params=[pytest.param("memory", marks=needs_target), "files"])
+@pytest.fixture(params=["memory", "files"])
 def where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Scratch in memory (no root_path) or as files under a root_path."""
     return "" if request.param == "memory" else str(tmp_path / "run.scratch")
@@ -277,7 +250,6 @@ def test_frame_metadata_file_is_empty_without_metadata(tmp_path: Path) -> None:
     assert (tmp_path / "none" / "frame_metadata.jsonl").read_text() == ""
 
 
-@needs_target
 def test_memory_mode_writes_nothing_and_keeps_global_metadata(tmp_path: Path) -> None:
     with create_stream(scratch("")) as stream:
         stream.set_global_metadata("ns", {"k": "v"})
@@ -289,7 +261,6 @@ def test_memory_mode_writes_nothing_and_keeps_global_metadata(tmp_path: Path) ->
 
 
 # ---------------------------------------------------------------- the target
-@needs_target
 def test_existing_root_needs_overwrite_and_only_a_scratch_dataset_is_replaced(
     tmp_path: Path,
 ) -> None:
@@ -392,7 +363,6 @@ async def test_unbounded_growth_past_the_limit_without_spilling_fails_keeping_fr
     np.testing.assert_array_equal(np.asarray(backend.get_arrays()[0]), frames)
 
 
-@needs_target
 def test_scratch_format_options_through_the_stream() -> None:
     fmt = ScratchFormat(max_memory_bytes=1000, spill_to_disk=False)
     with pytest.raises((MemoryError, WriterError)) as caught, create_stream(scratch(format=fmt)):
@@ -410,7 +380,6 @@ def test_scratch_format_options_through_the_stream() -> None:
     np.testing.assert_array_equal(read_files(backend.root)[1][0], frames.reshape(3, 2, *SHAPE))
 
 
-@needs_target
 def test_memory_alias_and_auto_format_without_root_path() -> None:
     frames = make_frames(6, SHAPE, seed=7)
     for settings in (
@@ -427,7 +396,6 @@ def test_memory_alias_and_auto_format_without_root_path() -> None:
         np.testing.assert_array_equal(np.asarray(arrays[0]), frames.reshape(3, 2, *SHAPE))
 
 
-@needs_target
 def test_storage_order_ome_keeps_the_acquisition_order() -> None:
     """As ome-writers: scratch arrays are stored in acquisition order (here c, t)."""
     frames = make_frames(6, SHAPE, seed=8)

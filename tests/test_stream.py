@@ -142,14 +142,14 @@ async def test_multiple_positions(tmp_path: Path) -> None:
     acq = frames.reshape(2, 2, 3, 4, 32, 32)
     root = tmp_path / "multi.ome.zarr"
     for p in range(2):
-        np.testing.assert_array_equal(read_zarr(root / str(p) / "0"), acq[:, p])
-        np.testing.assert_array_equal(read_ts(root / str(p) / "0"), acq[:, p])
-        attrs = json.loads((root / str(p) / "zarr.json").read_text())["attributes"]
+        np.testing.assert_array_equal(read_zarr(root / f"Pos{p}" / "0"), acq[:, p])
+        np.testing.assert_array_equal(read_ts(root / f"Pos{p}" / "0"), acq[:, p])
+        attrs = json.loads((root / f"Pos{p}" / "zarr.json").read_text())["attributes"]
         assert attrs["ome"]["multiscales"][0]["name"] == f"Pos{p}"
     root_attrs = json.loads((root / "zarr.json").read_text())["attributes"]
     assert root_attrs["ome"]["bioformats2raw.layout"] == 3
     series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"]
-    assert series == ["0", "1"]
+    assert series == ["Pos0", "Pos1"]
 
 
 @pytest.mark.anyio
@@ -262,9 +262,9 @@ async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="reserved"):
             await stream.set_global_metadata("ome", {"a": 1})
     attrs = zarr.open_group(str(tmp_path / "m.ome.zarr"), mode="r").attrs.asdict()
-    records = attrs["ome_stream"]["frame_metadata"]
+    records = attrs["ome_writers"]["frame_metadata"]
     assert [r["delta_t"] for r in records] == [0.5, 1.5]
-    assert records[0]["index"] == {"t": 0} and records[0]["note"] == "a"
+    assert records[0]["storage_index"] == [0] and records[0]["note"] == "a"
     assert attrs["instrument"] == {"objective": "60x"}
 
 

@@ -352,7 +352,8 @@ def test_tpgcz_scales_reach_the_ngff_metadata(tmp_path: Path) -> None:
     with create_stream(settings) as stream:
         for frame in make_frames(settings.num_frames or 0, (6, 8)):
             stream.append(frame)
-    image = dict(zarr.open_group(str(root / "0"), mode="r").attrs)["ome"]["multiscales"][0]
+    first = _image_paths(root)[0]
+    image = dict(zarr.open_group(str(root / first), mode="r").attrs)["ome"]["multiscales"][0]
     axes = [(a["name"], a.get("unit")) for a in image["axes"]]
     assert axes == [
         ("t", "second"),

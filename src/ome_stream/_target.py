@@ -56,6 +56,8 @@ def prepare_target(settings: AcquisitionSettings) -> None:
         file that is not a TIFF): ``overwrite`` never deletes anything else.
 
     """
+    if settings.file_format == "scratch":
+        return  # the scratch backend applies its own rules (memory, or its own directory)
     target = settings.output_path
     if is_object_url(target):
         from ome_stream.backends.tensorstore import prepare_object_target

@@ -112,8 +112,15 @@ class AcquisitionRecord:
     overrides: dict[Any, Any] = field(default_factory=dict)
     """From ``update_metadata``: OME-Zarr group path → attributes, or OME-TIFF position
     index → ``ome_types.OME``; these replace what would be generated."""
+    frame_numbers: list[list[int]] = field(default_factory=list)
+    """Per image, the acquisition frame number of each ``frame_metadata`` entry (for
+    backends that keep frame metadata in acquisition order across images)."""
 
     def __post_init__(self) -> None:
+        if not self.frame_numbers:
+            self.frame_numbers = [
+                [e.get("frame", n) for n, e in enumerate(frames)] for frames in self.frame_metadata
+            ]
         self.frame_metadata = [[_frame_entry(e) for e in frames] for frames in self.frame_metadata]
 
 

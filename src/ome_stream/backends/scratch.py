@@ -79,16 +79,12 @@ def _frame_lines(layout: Layout, record: AcquisitionRecord) -> list[str]:
     """One JSON line per frame that carried metadata, in acquisition order."""
     rows: list[tuple[int, int, str]] = []
     for position, entries in enumerate(record.frame_metadata):
-        names = layout.arrays[position].dim_names[:-2]
-        for order, original in enumerate(entries):
+        numbers = record.frame_numbers[position]
+        for frame, original in zip(numbers, entries, strict=True):
             entry = dict(original)
-            frame = entry.pop("frame", None)
-            index = entry.pop("storage_index", None)
-            named = entry.pop("index", None)
-            if index is None and isinstance(named, dict):
-                index = [named[name] for name in names]
-            line = json.dumps({"_pos": position, "_idx": list(index or ()), **entry})
-            rows.append((frame if isinstance(frame, int) else order, position, line))
+            index = entry.pop("storage_index", ())
+            line = json.dumps({"_pos": position, "_idx": list(index), **entry})
+            rows.append((frame, position, line))
     rows.sort(key=lambda row: row[:2])
     return [line for _, _, line in rows]
 
