@@ -2,7 +2,8 @@
 
 ``ome-stream demo [PATH]`` simulates a camera streaming into any format and backend and
 reports throughput, buffer use, late frames and event-loop lag. ``ome-stream info PATH``
-lists the arrays of a dataset and validates its metadata.
+describes a dataset (images, channels, pixel sizes, positions, wells) from its files and
+validates its metadata.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import anyio
 import numpy as np
+from pydantic import ValidationError
 
 from ome_stream._camera import SimulatedCamera
 from ome_stream.errors import WriterError
 from ome_stream.settings import AcquisitionSettings, Dimension
 from ome_stream.stream import open_stream
 
-__all__ = ["main", "parse_dims"]
+__all__ = ["build_parser", "main", "parse_dims", "settings_error"]
 
 DEFAULT_DIMS = "t:40,c:2,y:512:256,x:512:256"
 DEFAULT_PATH = "ome-stream-demo.ome.zarr"
@@ -209,6 +210,44 @@ async def run_demo(
     )
 
 
+# which command-line option sets each settings field, and the attribute holding its value
+_OPTIONS = {
+    "root_path": ("PATH", "path"),
+    "dimensions": ("--dims", None),
+    "dtype": ("--dtype", "dtype"),
+    "format": ("--format/--backend", None),
+    "compression": ("--compression", "compression"),
+    "overwrite": ("--overwrite", None),
+}
+
+
+def settings_error(err: ValidationError, args: argparse.Namespace) -> str:
+    """A settings validation error as one line naming the option and the value given."""
+    parts = []
+    for error in err.errors(include_url=False):
+        if (error["type"] == "literal_error" and error.get("input") != "") or (
+            error["type"] == "too_long" and (error.get("ctx") or {}).get("max_length") == 0
+        ):
+            continue  # the "not set yet" branch of a field (dtype="", dimensions=()) says nothing
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = error["loc"] or (message.split()[0].rstrip(":"),)  # a model check names its field
+        if loc[0] in ("frame", "backend"):
+            loc = ("dimensions",) if loc[0] == "frame" else ("format",)
+        option, attribute = _OPTIONS.get(str(loc[0]), (None, None)) if loc else (None, None)
+        if option is None:
+            parts.append(message)
+            continue
+        if option.startswith("--format"):
+            given = [
+                f"{o} {v}" for o, v in (("--format", args.format), ("--backend", args.backend)) if v
+            ]
+            option = " ".join(given) or option
+        elif attribute is not None and getattr(args, attribute, None) is not None:
+            option = f"{option} {getattr(args, attribute)}"
+        parts.append(f"{option}: {message.removeprefix(f'{loc[0]}: ')}")
+    return "; ".join(parts)
+
+
 def _demo(args: argparse.Namespace) -> int:
     dims = args.dims
     fmt: Any = None
@@ -229,8 +268,8 @@ def _demo(args: argparse.Namespace) -> int:
             compression=args.compression,
             overwrite=args.overwrite,
         )
-    except ValueError as err:
-        print(f"ome-stream demo: invalid settings:\n{err}", file=sys.stderr)
+    except ValidationError as err:
+        print(f"ome-stream demo: {settings_error(err, args)}", file=sys.stderr)
         return 2
     total = settings.num_frames
     frames = args.frames if args.frames is not None else total
@@ -252,7 +291,13 @@ def _demo(args: argparse.Namespace) -> int:
                 progress=progress,
             )
         )
-    except (FileExistsError, ImportError, WriterError) as err:
+    except FileExistsError as err:  # the library's advice names the keyword, not the option
+        message = str(err).replace("pass overwrite=True", "pass --overwrite")
+        print(
+            f"ome-stream demo: {message.replace('overwrite=True', '--overwrite')}", file=sys.stderr
+        )
+        return 1
+    except (ImportError, WriterError) as err:
         print(f"ome-stream demo: {err}", file=sys.stderr)
         return 1
     if args.json:
@@ -264,93 +309,28 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if not path.exists():
-        print(f"ome-stream info: {path} does not exist", file=sys.stderr)
+    from ome_stream.dataset_info import describe, render, to_json
+
+    try:
+        info = describe(args.path)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"ome-stream info: {err}", file=sys.stderr)
         return 1
-    if path.is_file() or path.suffix.lower() in (".tif", ".tiff"):
-        return _info_tiff([path] if path.is_file() else sorted(path.glob("*.tif*")))
-    if (path / "zarr.json").is_file():
-        return _info_zarr(path)
-    tiffs = sorted(path.glob("*.tif*"))
-    if tiffs:
-        return _info_tiff(tiffs)
-    print(f"ome-stream info: {path} is neither OME-Zarr nor OME-TIFF", file=sys.stderr)
-    return 1
+    print(to_json(info) if args.json else render(info))
+    return 1 if info["problems"] else 0
 
 
-def _info_zarr(path: Path) -> int:
-    import zarr
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage dump), exit status 2."""
 
-    root = zarr.open_group(str(path), mode="r")
-    for name, array in sorted(root.arrays(), key=lambda item: item[0]):
-        print(f"{name}: {array.shape} {array.dtype} chunks={array.chunks} shards={array.shards}")
-    for name, group in sorted(root.groups(), key=lambda item: item[0]):
-        for sub, array in group.arrays():
-            print(f"{name}/{sub}: {array.shape} {array.dtype} chunks={array.chunks}")
-        for sub, inner in group.groups():
-            for leaf, array in inner.arrays():
-                print(f"{name}/{sub}/{leaf}: {array.shape} {array.dtype} chunks={array.chunks}")
-    attributes: dict[str, Any] = dict(root.attrs.asdict())
-    ome = attributes.get("ome") or {}
-    kind = "plate" if "plate" in ome else "image" if "multiscales" in ome else "collection"
-    problems = _validate_zarr(root, kind)
-    print(f"OME-Zarr {ome.get('version', '?')} {kind}: {problems or 'valid'}")
-    return 0 if not problems else 1
-
-
-def _validate_zarr(root: Any, kind: str) -> str:
-    try:
-        from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
-        from ome_zarr_models.v05.hcs import HCS
-        from ome_zarr_models.v05.image import Image
-    except ImportError:
-        return "not validated (install ome-zarr-models)"
-    try:
-        if kind == "plate":
-            HCS.from_zarr(root)
-        elif kind == "image":
-            Image.from_zarr(root)
-        else:
-            BioFormats2Raw.from_zarr(root)
-    except Exception as err:  # any validation failure is reported, not raised
-        return f"INVALID: {err}"
-    return ""
-
-
-def _info_tiff(paths: list[Path]) -> int:
-    import tifffile
-    from ome_types import from_xml
-
-    status = 0
-    for path in paths:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            print(f"{path}: {series.shape} {series.dtype} axes={series.axes}")
-            xml = tif.ome_metadata
-        if xml is None:
-            print("  no OME-XML")
-            status = 1
-            continue
-        try:
-            ome = from_xml(xml)
-        except Exception as err:  # report and continue with the other files
-            print(f"  INVALID OME-XML: {err}")
-            status = 1
-            continue
-        for image in ome.images:
-            pixels = image.pixels
-            print(
-                f"  image {image.name!r}: {pixels.dimension_order.value} "
-                f"T={pixels.size_t} C={pixels.size_c} Z={pixels.size_z} planes={len(pixels.planes)}"
-            )
-    return status
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser of ``ome-stream``."""
-    parser = argparse.ArgumentParser(prog="ome-stream", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="ome-stream", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="stream a simulated camera into a dataset")
     demo.add_argument("path", nargs="?", help=f"output path (default {DEFAULT_PATH})")
     demo.add_argument(
@@ -385,8 +365,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(run=_demo)
-    info = sub.add_parser("info", help="list the arrays of a dataset and validate it")
-    info.add_argument("path")
+    info = sub.add_parser(
+        "info",
+        help="what a dataset holds: images, channels, pixel sizes, positions, wells",
+        description="Describe an OME-Zarr or OME-TIFF dataset from its files and validate "
+        "its metadata (exit status 1 if invalid).",
+    )
+    info.add_argument("path", help="OME-Zarr root, OME-TIFF file, or directory of OME-TIFFs")
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
     info.set_defaults(run=_info)
     return parser
 
