@@ -17,6 +17,7 @@ Examples
 
 from ome_stream.backends.base import available_backends
 from ome_stream.errors import OMEStreamError, WriterError
+from ome_stream.events import CoordUpdate
 from ome_stream.settings import (
     AcquisitionSettings,
     Channel,
@@ -39,6 +40,7 @@ __all__ = [
     "AcquisitionSettings",
     "AsyncOMEStream",
     "Channel",
+    "CoordUpdate",
     "Dimension",
     "OMEStream",
     "OMEStreamError",
