@@ -10,11 +10,11 @@ a warning, when the loop ends while the stream is still open.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import sniffio
 
 from ome_stream.errors import UnclosedStreamWarning
 
@@ -31,9 +31,8 @@ _SERVICES: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references
 
 def spawn_service(func: Callable[..., Awaitable[None]], *args: Any) -> None:
     """Run ``func(*args)`` in a task owned by the running event loop, not by the caller."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
+    trio = sys.modules.get("trio")
+    if trio is not None and _in_trio(trio):
         trio.lowlevel.spawn_system_task(_guard, func, *args, name="ome-stream service")
         return
     import asyncio
@@ -41,6 +40,14 @@ def spawn_service(func: Callable[..., Awaitable[None]], *args: Any) -> None:
     task = asyncio.get_running_loop().create_task(_guard(func, *args), name="ome-stream service")
     _SERVICES.add(task)
     task.add_done_callback(_SERVICES.discard)
+
+
+def _in_trio(trio: Any) -> bool:
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def _guard(func: Callable[..., Awaitable[None]], *args: Any) -> None:
