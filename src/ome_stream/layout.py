@@ -52,7 +52,7 @@ class ArraySpec:
         The first axis may be unbounded: its extent does not enter the computation.
         """
         number = 0
-        for i, size in zip(index, (1, *self.shape[1:-2]), strict=True):
+        for i, size in zip(index, self.shape[:-2], strict=True):  # number is 0 at axis 0
             number = number * size + i
         return number
 

@@ -120,11 +120,14 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):
                     if self._state == "open":
-                        warn_unclosed(self, "its event loop ended while it was open")
+                        warn_unclosed(self, "its event loop ended while it was open; closing it")
                     try:
                         await self.aclose()
                     except Exception as err:
                         warn_unclosed(self, f"closing it at the end of its loop failed: {err}")
+                    lost = self.stats.frames_accepted - self.stats.frames_written
+                    if lost:  # asyncio cancels every task of a loop that ends, writers too
+                        warn_unclosed(self, f"up to {lost} accepted frames may be lost")
                 raise
 
     async def __aexit__(

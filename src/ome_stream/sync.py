@@ -92,6 +92,7 @@ class _Handle:
             raise
         self.open = True
         _OPEN.add(self)
+        _register_exit_hook()
 
     def close(self) -> None:
         if not self.open:
@@ -157,7 +158,29 @@ def _warn(message: str) -> None:
         logger.warning("the warning was raised as an error: %r", err)
 
 
-@atexit.register
+_hooked = False
+
+
+def _register_exit_hook() -> None:
+    """Close open streams at exit before the libraries they use stop their threads.
+
+    ``atexit`` is too late: by then ``concurrent.futures`` refuses new work (zarr-python's
+    I/O) and tensorstore has stopped. ``threading``'s own exit hooks run first, before
+    any thread is joined; ``atexit`` is the fallback where they do not exist.
+    """
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading exit hooks")
+        register(_close_all_at_exit)
+    except RuntimeError:
+        atexit.register(_close_all_at_exit)
+
+
 def _close_all_at_exit() -> None:
     for handle in list(_OPEN):
         handle.close_unattended("exit")
