@@ -418,3 +418,85 @@ def test_sync_facade_from_a_thread_and_inside_a_running_loop(tmp_path: Path) -> 
     anyio.run(notebook_cell)
     for name in ("thread.ome.zarr", "loop.ome.zarr"):
         np.testing.assert_array_equal(read_zarr(tmp_path / name / "0"), frames)
+
+
+# ---------------------------------------------------------------- frame metadata checks
+def _strict_json(path: Path):
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path} holds the non-JSON constant {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _records_with(document, key: str) -> list[dict]:
+    """Every mapping inside a JSON document that has ``key`` (wherever frames are kept)."""
+    found = []
+    if isinstance(document, dict):
+        if key in document:
+            found.append(document)
+        for value in document.values():
+            found += _records_with(value, key)
+    elif isinstance(document, list):
+        for value in document:
+            found += _records_with(value, key)
+    return found
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
+async def test_frame_metadata_is_checked_at_append(tmp_path: Path, fmt: str) -> None:
+    root = tmp_path / ("m.ome.zarr" if fmt == "ome-zarr" else "m.ome.tiff")
+    settings = AcquisitionSettings(
+        root_path=root, dtype="uint8", dimensions=dims_from_standard_axes({"t": 3, "y": 4, "x": 4})
+    )
+    frames = make_frames(3, (4, 4), dtype="uint8")
+    cycle: list[object] = []
+    cycle.append(cycle)
+    async with open_stream(settings) as stream:
+        await stream.append(
+            frames[0],
+            metadata={
+                "exposure_time": np.float32(0.25),
+                "count": np.int64(7),
+                "flags": (np.bool_(True), None),
+                "stage": {"label": "A1", "z": np.float64(1.5)},
+            },
+        )
+        bad: list[tuple[dict, type[Exception], str]] = [
+            ({"tags": {"a", "b"}}, TypeError, "'tags': a set cannot be stored as JSON"),
+            ({"raw": b"\x00"}, TypeError, "'raw': a bytes cannot"),
+            ({"obj": object()}, TypeError, "'obj': a object cannot"),
+            ({"image": np.zeros(2)}, TypeError, r"'image'.*\.tolist\(\)"),
+            ({"loop": cycle}, TypeError, r"'loop\[0\]' contains a reference cycle"),
+            ({"deep": {"x": float("nan")}}, ValueError, "'deep.x' is nan: JSON has no NaN"),
+            ({"gain": float("inf")}, ValueError, "'gain' is inf"),
+            ({"frame": 12}, ValueError, "'frame' is reserved"),
+            ({"index": {"t": 2}}, ValueError, "'index' is reserved"),
+            ({"exposure_time": "10 ms"}, TypeError, "'exposure_time' must be a number"),
+            ({"delta_t": True}, TypeError, "'delta_t' must be a number"),
+            ({1: "x"}, TypeError, "keys must be strings"),
+        ]
+        for metadata, error, message in bad:
+            with pytest.raises(error, match=message):
+                await stream.append(frames[1], metadata=metadata)
+        assert stream.stats.frames_accepted == 1  # nothing queued; the stream stays usable
+        await stream.append(frames[1], frame_metadata={"exposure_time": 2})
+        await stream.append(frames[2])
+    if fmt == "ome-zarr":
+        np.testing.assert_array_equal(read_zarr(root / "0"), frames)
+        documents = [_strict_json(p) for p in root.rglob("zarr.json")]
+        (first,) = [r for d in documents for r in _records_with(d, "count")]
+        assert first["count"] == 7 and first["exposure_time"] == 0.25
+        assert first["flags"] == [True, None] and first["stage"] == {"label": "A1", "z": 1.5}
+        assert first["frame"] == 0  # the stream's own record, not overwritten
+        (second,) = [
+            r for d in documents for r in _records_with(d, "exposure_time") if r is not first
+        ]
+        assert second["exposure_time"] == 2 and second["frame"] == 1
+    else:
+        import tifffile
+        from ome_types import from_tiff
+
+        np.testing.assert_array_equal(tifffile.imread(root), frames)
+        planes = from_tiff(root).images[0].pixels.planes
+        assert [p.exposure_time for p in planes[:2]] == [0.25, 2]

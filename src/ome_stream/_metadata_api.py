@@ -8,8 +8,11 @@ backend's ``finalize`` places.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from ome_types.model import OME
 
 from ome_stream.layout import AcquisitionRecord
@@ -22,7 +25,79 @@ if TYPE_CHECKING:
     from ome_stream.backends.base import Backend
     from ome_stream.layout import Layout
 
-__all__ = ["MetadataAPI", "StreamMetadata"]
+__all__ = [
+    "PLANE_KEYS",
+    "RESERVED_FRAME_KEYS",
+    "MetadataAPI",
+    "StreamMetadata",
+    "check_frame_metadata",
+]
+
+#: Frame-metadata keys placed in OME-XML Plane attributes; their values must be numbers.
+PLANE_KEYS = ("delta_t", "exposure_time", "position_x", "position_y", "position_z")
+#: Keys the stream records with every frame's metadata; users cannot set them.
+RESERVED_FRAME_KEYS = ("frame", "index", "storage_index")
+
+
+def check_frame_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-safe copy of one frame's metadata, or a typed error naming the bad key.
+
+    NumPy scalars become Python numbers and tuples lists; anything JSON cannot hold
+    (sets, bytes, arrays, other objects, cycles) raises TypeError, NaN and infinities
+    raise ValueError (JSON has no such numbers), reserved keys raise ValueError, and the
+    OME-XML plane keys (``delta_t``, ``exposure_time``, ``position_x/y/z``) must be
+    real numbers.
+    """
+    checked: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"frame metadata keys must be strings, got {key!r}")
+        if key in RESERVED_FRAME_KEYS:
+            raise ValueError(
+                f"frame metadata key {key!r} is reserved: the stream records it "
+                "(the frame number and its storage index)"
+            )
+        value = _json_safe(value, key, set())
+        if key in PLANE_KEYS and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TypeError(f"frame metadata {key!r} must be a number, got {value!r}")
+        checked[key] = value
+    return checked
+
+
+def _json_safe(value: Any, key: str, seen: set[int]) -> Any:
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+        if isinstance(value, bytes | complex):
+            raise TypeError(f"frame metadata {key!r}: {value!r} cannot be stored as JSON")
+        return _json_safe(value, key, seen)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError(
+                f"frame metadata {key!r} is {number}: JSON has no NaN or infinity "
+                "(store None, or a string, instead)"
+            )
+        return number
+    if isinstance(value, dict | list | tuple):
+        if id(value) in seen:
+            raise TypeError(f"frame metadata {key!r} contains a reference cycle")
+        seen = seen | {id(value)}
+        if isinstance(value, dict):
+            result = {}
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise TypeError(f"frame metadata {key!r}: keys must be strings, got {k!r}")
+                result[k] = _json_safe(v, f"{key}.{k}", seen)
+            return result
+        return [_json_safe(v, f"{key}[{i}]", seen) for i, v in enumerate(value)]
+    hint = " (convert it with .tolist())" if isinstance(value, np.ndarray) else ""
+    raise TypeError(
+        f"frame metadata {key!r}: a {type(value).__name__} cannot be stored as JSON{hint}"
+    )
 
 
 class StreamMetadata:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ome_stream._lifecycle import spawn_service, warn_unclosed
 from ome_stream._live import LiveAPI, LiveData
-from ome_stream._metadata_api import MetadataAPI, StreamMetadata
+from ome_stream._metadata_api import MetadataAPI, StreamMetadata, check_frame_metadata
 from ome_stream._pipeline import StreamStats, WriterPipeline
 from ome_stream._readback import StoredFrames
 from ome_stream._target import prepare_target
@@ -193,8 +193,11 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         frame
             A 2-D array of the frame shape and the settings' dtype (any memory order).
         metadata
-            Optional per-frame metadata (e.g. ``delta_t``, ``exposure_time``,
-            ``position_x``, or any JSON-serialisable keys).
+            Optional per-frame metadata: ``delta_t``, ``exposure_time``, ``position_x``,
+            ``position_y``, ``position_z`` (numbers), or any JSON value under any other
+            key but ``frame``, ``index`` and ``storage_index`` (the stream records those).
+            Checked here: NumPy scalars become numbers; values JSON cannot hold raise
+            TypeError (NaN and infinities ValueError) naming the key.
         frame_metadata
             Alias of ``metadata``, the name used by ``ome-writers``.
         copy
@@ -299,9 +302,11 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         if metadata is not None and frame_metadata is not None:
             raise TypeError("give either metadata= or frame_metadata=, not both")
         extra = metadata if metadata is not None else frame_metadata
-        if extra is not None and not isinstance(extra, dict):
+        if extra is None:
+            return pixels, None
+        if not isinstance(extra, dict):
             raise TypeError(f"metadata must be a dict, got {type(extra).__name__}")
-        return pixels, extra
+        return pixels, check_frame_metadata(extra)
 
     def _enqueue(
         self,
