@@ -7,6 +7,7 @@ with the frames in acquisition order.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -351,7 +352,44 @@ async def test_slow_storage_makes_append_wait_within_the_budget(tmp_path: Path, 
 
 
 @pytest.mark.anyio
-async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
+async def test_logging_tells_open_close_and_drain_progress(
+    tmp_path: Path, slow_backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ome_stream import _pipeline
+
+    monkeypatch.setattr(_pipeline, "DRAIN_REPORT_INTERVAL", 0.01)
+    monkeypatch.setattr(slow_backend, "delay", 0.05)
+    caplog.set_level(logging.DEBUG, logger="ome_stream")
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "log.ome.zarr",
+        format="slow-tensorstore",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 12, "y": 16, "x": 16}),
+    )
+    frames = make_frames(12, (16, 16))
+    async with open_stream(settings) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    messages = [r.getMessage() for r in caplog.records if r.name == "ome_stream"]
+    assert any(
+        m.startswith(f"opening {str(tmp_path / 'log.ome.zarr')!r}: format ome-zarr, backend "
+                     "slow-tensorstore, 12 frames of 16x16 uint16") for m in messages
+    )  # fmt: skip
+    assert any(m.startswith("closing") and "12 frames accepted" in m for m in messages)
+    assert any(m.startswith("draining: ") and "of 12 frames written" in m for m in messages)
+    assert messages[-1].startswith(f"closed {str(tmp_path / 'log.ome.zarr')!r}: 12 frames written")
+    np.testing.assert_array_equal(read_zarr(tmp_path / "log.ome.zarr" / "0"), frames)
+
+
+def test_the_logger_is_silent_by_default() -> None:
+    handlers = logging.getLogger("ome_stream").handlers
+    assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+@pytest.mark.anyio
+async def test_storage_failure_surfaces_as_writer_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = AcquisitionSettings(
         root_path=tmp_path / "f.ome.zarr",
         dtype="uint8",
@@ -370,6 +408,9 @@ async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
                 await stream.flush()
             raise AssertionError("unreachable: flush must raise")  # pragma: no cover
     assert info.value.__cause__ is not None
+    errors = [r for r in caplog.records if r.name == "ome_stream" and r.levelno == logging.ERROR]
+    assert errors and errors[0].getMessage().startswith("storage failed: ")
+    assert errors[0].exc_info is not None
     data = read_zarr(tmp_path / "f.ome.zarr" / "0")
     np.testing.assert_array_equal(data[:2], frames[:2])  # written before the fault: intact
 

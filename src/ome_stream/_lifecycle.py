@@ -9,13 +9,13 @@ a warning, when the loop ends while the stream is still open.
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ome_stream._log import logger
 from ome_stream.errors import UnclosedStreamWarning
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = ["spawn_service", "warn_unclosed"]
 
-logger = logging.getLogger("ome_stream")
 
 _SERVICES: set[asyncio.Task[None]] = set()  # asyncio keeps only weak references to tasks
 

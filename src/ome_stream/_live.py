@@ -9,13 +9,13 @@ and registered callbacks.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, get_args
 
 import anyio
 
+from ome_stream._log import logger
 from ome_stream.events import CallbackKind, CoordUpdate, EventHub, EventKind, StreamEvent
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CoordTracker", "LiveAPI", "LiveData", "coord_labels"]
 
-logger = logging.getLogger("ome_stream")
 
 _COORD_KINDS = ("coords_expanded", "coords_changed")
 

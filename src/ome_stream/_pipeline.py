@@ -20,6 +20,7 @@ import anyio
 import numpy as np
 
 from ome_stream._assembly import Assembler
+from ome_stream._log import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -37,6 +38,8 @@ __all__ = ["INFLIGHT_BYTES", "StreamStats", "WriterPipeline"]
 INFLIGHT_BYTES = 64 * 1024 * 1024
 #: Resizes of an unbounded axis grow it by at least this many frames along it.
 _GROW_STEP = 32
+#: Seconds between two drain-progress log records while a stream closes.
+DRAIN_REPORT_INTERVAL = 1.0
 
 
 @dataclass
@@ -169,9 +172,21 @@ class WriterPipeline:
         """Write every queued frame and end the writers, giving up after ``seconds``."""
         for send in self._senders:
             send.close()
+        stats = self.stats
         with anyio.move_on_after(seconds) as drain:
-            await self.writers_done.wait()
+            while not self.writers_done.is_set():
+                with anyio.move_on_after(DRAIN_REPORT_INTERVAL):
+                    await self.writers_done.wait()
+                if not self.writers_done.is_set():
+                    logger.info(
+                        "draining: %d of %d frames written (%d bytes buffered)",
+                        stats.frames_written, stats.frames_accepted, stats.bytes_buffered,
+                    )  # fmt: skip
         if drain.cancelled_caught:
+            logger.warning(
+                "storage did not drain within %s s: %d of %d frames written; giving up",
+                seconds, stats.frames_written, stats.frames_accepted,
+            )  # fmt: skip
             self.fail(TimeoutError(f"storage did not drain within {seconds} s"))
             for scope in self._scopes:
                 scope.cancel()
@@ -192,6 +207,7 @@ class WriterPipeline:
         """Record a storage failure (the first one wins) and announce it."""
         if self.failure is None:
             self.failure = error
+            logger.error("storage failed: %r", error, exc_info=error)
             self._notify("error", error)
 
     # ------------------------------------------------------------ the writer tasks

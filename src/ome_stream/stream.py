@@ -18,6 +18,7 @@ import numpy as np
 
 from ome_stream._lifecycle import spawn_service, warn_unclosed
 from ome_stream._live import LiveAPI, LiveData
+from ome_stream._log import logger
 from ome_stream._metadata_api import MetadataAPI, StreamMetadata, check_frame_metadata
 from ome_stream._pipeline import StreamStats, WriterPipeline
 from ome_stream._readback import StoredFrames
@@ -84,19 +85,30 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self._state = "opening"
         # import the backend (tensorstore, zarr, ... take tens of ms) off the event loop,
         # and before anything on disk is touched
-        backend_class = await anyio.to_thread.run_sync(load_backend, self.settings.backend)
+        settings = self.settings
+        logger.info(
+            "opening %r: format %s, backend %s, %s frames of %s %s, %d array(s), "
+            "buffer %d frames",
+            settings.output_path, settings.file_format, settings.backend,
+            settings.num_frames if settings.num_frames is not None else "unbounded",
+            "x".join(map(str, self.layout.frame_shape)), self.layout.dtype,
+            len(self.layout.arrays), self.capacity,
+        )  # fmt: skip
+        backend_class = await anyio.to_thread.run_sync(load_backend, settings.backend)
         backend = backend_class(self.layout)
         try:
-            await anyio.to_thread.run_sync(prepare_target, self.settings)
+            await anyio.to_thread.run_sync(prepare_target, settings)
             await backend.open()
-        except FileExistsError:
+        except FileExistsError as err:
             await backend.aclose()
             self._state = "closed"
+            logger.error("cannot open %r: %s", settings.output_path, err)
             raise
         except Exception as err:
             await backend.aclose()
             self._state = "closed"
-            raise WriterError(f"cannot create {self.settings.output_path!r}: {err}") from err
+            logger.error("cannot create %r: %r", settings.output_path, err)
+            raise WriterError(f"cannot create {settings.output_path!r}: {err}") from err
         self._backend = backend
         self._pipeline = WriterPipeline(
             self.layout, backend, self.stats, self.capacity, self._final_shapes, self._notify
@@ -107,6 +119,10 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         await started.wait()
         self._state = "open"
         self.stats.started = time.perf_counter()
+        logger.debug(
+            "opened %r: %d block writes in flight at most", settings.output_path,
+            self._pipeline.max_inflight,
+        )  # fmt: skip
         return self
 
     async def _serve(self, started: anyio.Event) -> None:
@@ -155,6 +171,12 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
             return
         self._state = "closing"
         assert self._backend is not None and self._pipeline is not None
+        stats = self.stats
+        logger.info(
+            "closing %r: %d frames accepted, %d written, %d to drain",
+            self.settings.output_path, stats.frames_accepted, stats.frames_written,
+            stats.frames_accepted - stats.frames_written,
+        )  # fmt: skip
         with anyio.CancelScope(shield=True):
             await self._pipeline.drain(self.drain_timeout)
             try:
@@ -171,6 +193,17 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
                 self._closed.set()
                 self.live.publish("closed")
                 self.live.close()
+        failure = self._pipeline.failure
+        if failure is None:
+            logger.info(
+                "closed %r: %d frames written in %.2f s", self.settings.output_path,
+                stats.frames_written, time.perf_counter() - stats.started,
+            )  # fmt: skip
+        else:
+            logger.error(
+                "closed %r after a storage failure: %d of %d frames written (%r)",
+                self.settings.output_path, stats.frames_written, stats.frames_accepted, failure,
+            )  # fmt: skip
         self._raise_if_failed()
 
     async def close(self) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import logging
 import threading
 import warnings
 import weakref
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 from anyio.from_thread import BlockingPortal
 
+from ome_stream._log import logger
 from ome_stream.errors import UnclosedStreamWarning
 from ome_stream.stream import AsyncOMEStream
 
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OMEStream", "create_stream"]
 
-logger = logging.getLogger("ome_stream")
 
 #: Seconds an unattended close may take beyond ``drain_timeout`` (final metadata).
 _CLOSE_GRACE = 5.0
