@@ -19,6 +19,13 @@ class Block:
     pixels: np.ndarray
     expected: int
     received: int = 0
+    seen: np.ndarray | None = None
+    """Which frames were filed, when ``pixels`` is a reused buffer (else it was zeroed)."""
+
+    def zero_missing(self, pixels: np.ndarray) -> None:
+        """Zero, in ``pixels`` (the block or a copy), the frames never filed."""
+        if self.seen is not None and self.received < self.expected:
+            pixels[~self.seen[: pixels.shape[0]]] = 0
 
     def offset(self, index: tuple[int, ...]) -> tuple[int, ...]:
         """Position of the frame at storage ``index`` inside this block."""
@@ -47,6 +54,12 @@ class Assembler:
         self.direct = math.prod(self.block) == 1
         """One frame per block: frames go to storage as they come."""
         self.open: dict[tuple[int, ...], Block] = {}
+        # buffers of written blocks, by shape: reused instead of freshly zeroed memory
+        self._spare: dict[tuple[int, ...], list[np.ndarray]] = {}
+
+    def recycle(self, pixels: np.ndarray) -> None:
+        """Take back the buffer of a block whose write has completed."""
+        self._spare.setdefault(pixels.shape, []).append(pixels)
 
     def _extent(self, coord: tuple[int, ...]) -> tuple[int, ...]:
         extent = []
@@ -60,14 +73,23 @@ class Assembler:
         block = self.open.get(coord)
         if block is None:
             extent = self._extent(coord)
+            shape = (*extent, *self.frame_shape)
+            spare = self._spare.get(shape)
+            reused = spare.pop() if spare else None
             block = Block(
                 origin=tuple(c * b for c, b in zip(coord, self.block, strict=True)),
-                pixels=np.zeros((*extent, *self.frame_shape), self.dtype),
+                pixels=reused if reused is not None else np.zeros(shape, self.dtype),
                 expected=math.prod(extent),
+                seen=np.zeros(extent, bool) if reused is not None else None,
             )
             self.open[coord] = block
+        offset = block.offset(index)
         if pixels is not None:
-            block.pixels[block.offset(index)] = pixels
+            block.pixels[offset] = pixels
+        elif block.seen is not None:  # a skipped frame in a reused buffer
+            block.pixels[offset] = 0
+        if block.seen is not None:
+            block.seen[offset] = True
         block.received += 1
         if block.received >= block.expected:
             del self.open[coord]

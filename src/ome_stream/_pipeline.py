@@ -10,6 +10,7 @@ are no longer needed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -280,7 +281,10 @@ class WriterPipeline:
             ]
         self._release(item)
         if complete:
-            await self.submit(array_index, block.origin, block.pixels, writes, None, block.expected)
+            done = functools.partial(assembler.recycle, block.pixels)
+            await self.submit(
+                array_index, block.origin, block.pixels, writes, None, block.expected, done
+            )
 
     async def _write_partial(
         self, array_index: int, assembler: Assembler, writes: TaskGroup, final: bool = False
@@ -301,8 +305,10 @@ class WriterPipeline:
                     continue
             # a flush writes a copy: the block keeps filling afterwards
             data = pixels if final else pixels.copy()
+            block.zero_missing(data)
             frames = block.received if counted else 0
-            await self.submit(array_index, block.origin, data, writes, None, frames)
+            done = functools.partial(assembler.recycle, block.pixels) if final else None
+            await self.submit(array_index, block.origin, data, writes, None, frames, done)
 
     async def submit(
         self,
@@ -312,8 +318,12 @@ class WriterPipeline:
         writes: TaskGroup,
         frame: _Frame | None,
         frames: int,
+        done: Callable[[], None] | None = None,
     ) -> None:
-        """Start writing ``block`` (growing the array first if needed) once one may."""
+        """Start writing ``block`` (growing the array first if needed) once one may.
+
+        ``frame`` is released and ``done`` called once the write has ended.
+        """
         if self.unbounded:
             needed = origin[0] + block.shape[0]
             if needed > self._extents[array_index]:
@@ -329,7 +339,7 @@ class WriterPipeline:
                 self._extents[array_index] = new_extent
         await self._inflight.acquire()
         self._pending += 1
-        writes.start_soon(self._write, array_index, origin, block, frame, frames)
+        writes.start_soon(self._write, array_index, origin, block, frame, frames, done)
 
     async def _write(
         self,
@@ -338,6 +348,7 @@ class WriterPipeline:
         block: np.ndarray,
         frame: _Frame | None,
         frames: int,
+        done: Callable[[], None] | None,
     ) -> None:
         try:
             await self.backend.write(array_index, origin, block)
@@ -349,6 +360,8 @@ class WriterPipeline:
                 ):
                     unwritten.pop(index, None)
                 self._notify("frames_written", None)
+            if done is not None:  # only after a success: a failed block's frames stay readable
+                done()
         except Exception as err:
             self.fail(err)
         finally:
@@ -412,7 +425,10 @@ class Levels:
                 continue
             block, complete = assembler.add(index, pixels)
             if complete:
-                await pipeline.submit(level_array, block.origin, block.pixels, writes, None, 0)
+                done = functools.partial(assembler.recycle, block.pixels)
+                await pipeline.submit(
+                    level_array, block.origin, block.pixels, writes, None, 0, done
+                )
 
 
 def _pyramid_builder(layout: Layout) -> PyramidBuilder | None:
