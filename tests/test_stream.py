@@ -568,3 +568,23 @@ async def test_reused_block_buffers_hold_no_stale_pixels(tmp_path: Path, backend
     expected[[5, 7]] = 0
     np.testing.assert_array_equal(read_zarr(tmp_path / "r.ome.zarr" / "0"), expected)
     np.testing.assert_array_equal(read_ts(tmp_path / "r.ome.zarr" / "0"), expected)
+
+
+def test_sync_append_waits_for_room_within_the_budget(tmp_path: Path, slow_backend) -> None:
+    frame_bytes = 32 * 32 * 2
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "sync-slow.ome.zarr",
+        format="slow-tensorstore",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 20, "y": 32, "x": 32}),
+    )
+    frames = make_frames(20, (32, 32))
+    with create_stream(settings, max_buffer_bytes=3 * frame_bytes) as stream:
+        slow_backend.stream = stream._async
+        for frame in frames:  # the fast path while there is room, a wait when there is none
+            stream.append(frame)
+            assert stream.stats.bytes_buffered <= 3 * frame_bytes
+    slow_backend.stream = None
+    assert stream.stats.peak_bytes_buffered == 3 * frame_bytes  # it filled, and waited
+    assert all(pending <= capacity for pending, capacity in slow_backend.observations)
+    np.testing.assert_array_equal(read_zarr(tmp_path / "sync-slow.ome.zarr" / "0"), frames)

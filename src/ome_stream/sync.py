@@ -22,6 +22,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 from anyio.from_thread import BlockingPortal
 
 from ome_stream._log import logger
@@ -58,6 +60,7 @@ class _LoopThread:
 
         async def serve() -> None:
             async with BlockingPortal() as portal:
+                self.token = anyio.lowlevel.current_token()
                 ready.set_result(portal)
                 await portal.sleep_until_stopped()
 
@@ -199,6 +202,7 @@ class OMEStream:
         self._finalizer = weakref.finalize(self, self._handle.close_unattended, "gc")
         self._finalizer.atexit = False  # the exit is handled for every open stream at once
         self._portal = self._handle.loop.portal
+        self._token = self._handle.loop.token
 
     def __enter__(self) -> Self:
         return self
@@ -225,11 +229,20 @@ class OMEStream:
         copy: bool = True,
     ) -> None:
         """Append the next frame; blocks while the buffer is full (see ``append``)."""
-        self._portal.call(
-            lambda: self._async.append(
-                frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+        # Fast path: while the buffer has room, one call on the loop and no task.
+        try:
+            anyio.from_thread.run_sync(
+                lambda: self._async.append_nowait(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                ),
+                token=self._token,
             )
-        )
+        except anyio.WouldBlock:  # the buffer is full: wait for room on the loop
+            self._portal.call(
+                lambda: self._async.append(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                )
+            )
 
     def append_nowait(
         self,
