@@ -266,3 +266,21 @@ async def test_async_view_callbacks_and_close_alias(tmp_path: Path) -> None:
     stored = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
     np.testing.assert_array_equal(await view.read(), stored)
     np.testing.assert_array_equal(stored.reshape(6, 8, 8), frames)
+
+
+def test_views_of_a_compressed_tiff_live_and_after_close(tmp_path: Path) -> None:
+    settings = tc_settings(tmp_path, "tifffile", compression="zlib")
+    frames = make_frames(6, (8, 8))
+    with create_stream(settings) as stream:
+        view = stream.view(dynamic_shape=False)
+        for frame in frames[:4]:
+            stream.append(frame)
+        stream.flush()
+        np.testing.assert_array_equal(view[1, 1], frames[3])  # read back from the file
+        for frame in frames[4:]:
+            stream.append(frame)
+    with tifffile.TiffFile(tmp_path / "tc.ome.tiff") as tif:
+        assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        stored = tif.asarray().reshape(3, 2, 8, 8)
+    np.testing.assert_array_equal(stored.reshape(6, 8, 8), frames)
+    np.testing.assert_array_equal(np.asarray(stream.view()), stored)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike
 
+    from ome_stream.backends.base import Backend
     from ome_stream.events import CallbackKind
     from ome_stream.settings import AcquisitionSettings
     from ome_stream.stream import StreamStats
@@ -312,6 +313,12 @@ class OMEStream:
     def _callback_executor(self) -> ThreadPoolExecutor | None:
         # the thread running the callbacks; ome-writers' test helpers wait on it
         return self._async.live.executor
+
+    @property
+    def _backend(self) -> Backend | None:
+        # the storage backend; ome-writers' test helpers pass it to their waits (a view
+        # needs no wait here: accepted frames are served from memory)
+        return self._async._backend
 
     @property
     def stats(self) -> StreamStats:
