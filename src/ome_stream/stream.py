@@ -14,12 +14,12 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-import numpy as np
 
+from ome_stream._checks import check_frame, check_room
 from ome_stream._lifecycle import spawn_service, warn_unclosed
 from ome_stream._live import LiveAPI, LiveData
-from ome_stream._log import logger
-from ome_stream._metadata_api import MetadataAPI, StreamMetadata, check_frame_metadata
+from ome_stream._log import log_closed, log_closing, log_opening, logger
+from ome_stream._metadata_api import MetadataAPI, StreamMetadata
 from ome_stream._pipeline import StreamStats, WriterPipeline
 from ome_stream._readback import StoredFrames
 from ome_stream._target import prepare_target
@@ -31,6 +31,7 @@ from ome_stream.router import FrameRouter
 if TYPE_CHECKING:
     from types import TracebackType
 
+    import numpy as np
     from numpy.typing import ArrayLike
 
     from ome_stream.settings import AcquisitionSettings
@@ -86,14 +87,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         # import the backend (tensorstore, zarr, ... take tens of ms) off the event loop,
         # and before anything on disk is touched
         settings = self.settings
-        logger.info(
-            "opening %r: format %s, backend %s, %s frames of %s %s, %d array(s), "
-            "buffer %d frames",
-            settings.output_path, settings.file_format, settings.backend,
-            settings.num_frames if settings.num_frames is not None else "unbounded",
-            "x".join(map(str, self.layout.frame_shape)), self.layout.dtype,
-            len(self.layout.arrays), self.capacity,
-        )  # fmt: skip
+        log_opening(self)
         backend_class = await anyio.to_thread.run_sync(load_backend, settings.backend)
         backend = backend_class(self.layout)
         try:
@@ -120,9 +114,10 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self._state = "open"
         self.stats.started = time.perf_counter()
         logger.debug(
-            "opened %r: %d block writes in flight at most", settings.output_path,
+            "opened %r: %d writes in flight at most",
+            settings.output_path,
             self._pipeline.max_inflight,
-        )  # fmt: skip
+        )
         return self
 
     async def _serve(self, started: anyio.Event) -> None:
@@ -171,12 +166,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
             return
         self._state = "closing"
         assert self._backend is not None and self._pipeline is not None
-        stats = self.stats
-        logger.info(
-            "closing %r: %d frames accepted, %d written, %d to drain",
-            self.settings.output_path, stats.frames_accepted, stats.frames_written,
-            stats.frames_accepted - stats.frames_written,
-        )  # fmt: skip
+        log_closing(self)
         with anyio.CancelScope(shield=True):
             await self._pipeline.drain(self.drain_timeout)
             try:
@@ -193,17 +183,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
                 self._closed.set()
                 self.live.publish("closed")
                 self.live.close()
-        failure = self._pipeline.failure
-        if failure is None:
-            logger.info(
-                "closed %r: %d frames written in %.2f s", self.settings.output_path,
-                stats.frames_written, time.perf_counter() - stats.started,
-            )  # fmt: skip
-        else:
-            logger.error(
-                "closed %r after a storage failure: %d of %d frames written (%r)",
-                self.settings.output_path, stats.frames_written, stats.frames_accepted, failure,
-            )  # fmt: skip
+        log_closed(self, self._pipeline.failure)
         self._raise_if_failed()
 
     async def close(self) -> None:
@@ -304,14 +284,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         return self._pipeline
 
     def _check_room(self, operation: str, frames: int = 1) -> None:
-        total = self.router.num_frames
-        if total is not None and self._next_frame + frames > total:
-            tried = f" (tried to skip {frames})" if frames > 1 else ""
-            raise IndexError(
-                f"Cannot {operation}: would exceed total of {total} frames{tried}. Check "
-                "your AcquisitionSettings.dimensions. If you need to write an unbounded "
-                "number of frames, set the count of your first dimension to None."
-            )
+        check_room(self.router.num_frames, self._next_frame, operation, frames)
 
     def _validate(
         self,
@@ -320,26 +293,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         frame_metadata: dict[str, Any] | None,
     ) -> tuple[np.ndarray, dict[str, Any] | None]:
         self._running()
-        pixels = np.asarray(frame)
-        if pixels.shape != self.layout.frame_shape:
-            names = [d.name for d in self.settings.frame_dimensions]
-            raise ValueError(
-                f"frame shape {pixels.shape} does not match the frame shape "
-                f"{self.layout.frame_shape} of dimensions {names}"
-            )
-        if pixels.dtype != self.layout.dtype:
-            raise TypeError(
-                f"frame dtype {pixels.dtype} does not match the acquisition dtype "
-                f"{self.layout.dtype}; convert it first (e.g. frame.astype('{self.layout.dtype}'))"
-            )
-        if metadata is not None and frame_metadata is not None:
-            raise TypeError("give either metadata= or frame_metadata=, not both")
-        extra = metadata if metadata is not None else frame_metadata
-        if extra is None:
-            return pixels, None
-        if not isinstance(extra, dict):
-            raise TypeError(f"metadata must be a dict, got {type(extra).__name__}")
-        return pixels, check_frame_metadata(extra)
+        return check_frame(self.layout, frame, metadata, frame_metadata)
 
     def _enqueue(
         self,
