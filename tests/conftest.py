@@ -21,3 +21,18 @@ def make_frames(n: int, shape: tuple[int, int], dtype: str = "uint16", seed: int
     flat = frames.reshape(n, -1)
     flat[:, 0] = np.arange(n) % (int(high) or 1)
     return frames
+
+
+def read_scratch(root, position: int = 0) -> np.ndarray:
+    """The pixels of one position of a scratch dataset on disk, read without the backend.
+
+    ``manifest.json`` names the dtype and each position's shape; ``pos_<i>.dat`` holds
+    the raw pixels, C order.
+    """
+    import json
+    from pathlib import Path
+
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    shape = tuple(manifest["position_shapes"][position])
+    data = np.fromfile(Path(root) / f"pos_{position}.dat", dtype=manifest["dtype"])
+    return data[: int(np.prod(shape))].reshape(shape)

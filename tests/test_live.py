@@ -14,6 +14,7 @@ import zarr
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
+    CoordUpdate,
     Dimension,
     create_stream,
     dims_from_standard_axes,
@@ -102,7 +103,7 @@ async def test_view_indexing(tmp_path: Path) -> None:
     frames = make_frames(8, (6, 5), dtype="uint8")
     expected = frames.reshape(4, 2, 6, 5)
     async with open_stream(settings) as stream:
-        view = stream.view()
+        view = stream.view(dynamic_shape=False)
         for frame in frames[:5]:
             await stream.append(frame)
         partial = expected.copy()
@@ -132,10 +133,10 @@ def test_sync_view_and_callbacks(tmp_path: Path) -> None:
         dimensions=dims_from_standard_axes({"t": 5, "y": 8, "x": 8}),
     )
     frames = make_frames(5, (8, 8))
-    expansions: list[dict[str, int]] = []
+    expansions: list[CoordUpdate] = []
     closed = threading.Event()
     with create_stream(settings) as stream:
-        stream.on("coords_expanded", lambda event: expansions.append(event.high_water))
+        stream.on("coords_expanded", expansions.append)
         stream.on("closed", lambda event: closed.set())
         with pytest.raises(ValueError, match="unknown event kind"):
             stream.on("nope", print)  # type: ignore[arg-type]
@@ -145,4 +146,6 @@ def test_sync_view_and_callbacks(tmp_path: Path) -> None:
             np.testing.assert_array_equal(view[i], frame)  # from a thread: served by the loop
         np.testing.assert_array_equal(np.asarray(view), frames)
     assert closed.wait(5)
-    assert expansions == [{"t": i} for i in range(1, 6)]
+    assert [u.max_coords["t"] for u in expansions] == [range(i) for i in range(1, 6)]
+    assert [u.frame_number for u in expansions] == list(range(5))
+    assert all(u.is_high_water_mark for u in expansions)

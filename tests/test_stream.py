@@ -7,6 +7,7 @@ with the frames in acquisition order.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -215,7 +216,7 @@ async def test_bad_frames_are_rejected_and_the_stream_stays_usable(tmp_path: Pat
         await stream.append(np.asfortranarray(frames[0]))
         await stream.append(np.ascontiguousarray(np.repeat(frames[1], 2, axis=1))[:, ::2])
         await stream.append(frames[2], frame_metadata={"exposure_time": 5})
-        with pytest.raises(IndexError, match="the acquisition has 3 frames"):
+        with pytest.raises(IndexError, match="Cannot append frame: would exceed total of 3 frames"):
             await stream.append(frames[0])
         assert stream.stats.frames_accepted == 3
     np.testing.assert_array_equal(read_zarr(tmp_path / "v.ome.zarr" / "0"), frames)
@@ -350,7 +351,44 @@ async def test_slow_storage_makes_append_wait_within_the_budget(tmp_path: Path, 
 
 
 @pytest.mark.anyio
-async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
+async def test_logging_tells_open_close_and_drain_progress(
+    tmp_path: Path, slow_backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ome_stream import _pipeline
+
+    monkeypatch.setattr(_pipeline, "DRAIN_REPORT_INTERVAL", 0.01)
+    monkeypatch.setattr(slow_backend, "delay", 0.05)
+    caplog.set_level(logging.DEBUG, logger="ome_stream")
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "log.ome.zarr",
+        format="slow-tensorstore",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 12, "y": 16, "x": 16}),
+    )
+    frames = make_frames(12, (16, 16))
+    async with open_stream(settings) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    messages = [r.getMessage() for r in caplog.records if r.name == "ome_stream"]
+    assert any(
+        m.startswith(f"opening {str(tmp_path / 'log.ome.zarr')!r}: format ome-zarr, backend "
+                     "slow-tensorstore, 12 frames of 16x16 uint16") for m in messages
+    )  # fmt: skip
+    assert any(m.startswith("closing") and "12 frames accepted" in m for m in messages)
+    assert any(m.startswith("draining: ") and "of 12 frames written" in m for m in messages)
+    assert messages[-1].startswith(f"closed {str(tmp_path / 'log.ome.zarr')!r}: 12 frames written")
+    np.testing.assert_array_equal(read_zarr(tmp_path / "log.ome.zarr" / "0"), frames)
+
+
+def test_the_logger_is_silent_by_default() -> None:
+    handlers = logging.getLogger("ome_stream").handlers
+    assert any(isinstance(h, logging.NullHandler) for h in handlers)
+
+
+@pytest.mark.anyio
+async def test_storage_failure_surfaces_as_writer_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = AcquisitionSettings(
         root_path=tmp_path / "f.ome.zarr",
         dtype="uint8",
@@ -369,6 +407,9 @@ async def test_storage_failure_surfaces_as_writer_error(tmp_path: Path) -> None:
                 await stream.flush()
             raise AssertionError("unreachable: flush must raise")  # pragma: no cover
     assert info.value.__cause__ is not None
+    errors = [r for r in caplog.records if r.name == "ome_stream" and r.levelno == logging.ERROR]
+    assert errors and errors[0].getMessage().startswith("storage failed: ")
+    assert errors[0].exc_info is not None
     data = read_zarr(tmp_path / "f.ome.zarr" / "0")
     np.testing.assert_array_equal(data[:2], frames[:2])  # written before the fault: intact
 
@@ -417,3 +458,132 @@ def test_sync_facade_from_a_thread_and_inside_a_running_loop(tmp_path: Path) -> 
     anyio.run(notebook_cell)
     for name in ("thread.ome.zarr", "loop.ome.zarr"):
         np.testing.assert_array_equal(read_zarr(tmp_path / name / "0"), frames)
+
+
+# ---------------------------------------------------------------- frame metadata checks
+def _strict_json(path: Path):
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path} holds the non-JSON constant {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def _records_with(document, key: str) -> list[dict]:
+    """Every mapping inside a JSON document that has ``key`` (wherever frames are kept)."""
+    found = []
+    if isinstance(document, dict):
+        if key in document:
+            found.append(document)
+        for value in document.values():
+            found += _records_with(value, key)
+    elif isinstance(document, list):
+        for value in document:
+            found += _records_with(value, key)
+    return found
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
+async def test_frame_metadata_is_checked_at_append(tmp_path: Path, fmt: str) -> None:
+    root = tmp_path / ("m.ome.zarr" if fmt == "ome-zarr" else "m.ome.tiff")
+    settings = AcquisitionSettings(
+        root_path=root, dtype="uint8", dimensions=dims_from_standard_axes({"t": 3, "y": 4, "x": 4})
+    )
+    frames = make_frames(3, (4, 4), dtype="uint8")
+    cycle: list[object] = []
+    cycle.append(cycle)
+    async with open_stream(settings) as stream:
+        await stream.append(
+            frames[0],
+            metadata={
+                "exposure_time": np.float32(0.25),
+                "count": np.int64(7),
+                "flags": (np.bool_(True), None),
+                "stage": {"label": "A1", "z": np.float64(1.5)},
+            },
+        )
+        bad: list[tuple[dict, type[Exception], str]] = [
+            ({"tags": {"a", "b"}}, TypeError, "'tags': a set cannot be stored as JSON"),
+            ({"raw": b"\x00"}, TypeError, "'raw': a bytes cannot"),
+            ({"obj": object()}, TypeError, "'obj': a object cannot"),
+            ({"image": np.zeros(2)}, TypeError, r"'image'.*\.tolist\(\)"),
+            ({"loop": cycle}, TypeError, r"'loop\[0\]' contains a reference cycle"),
+            ({"deep": {"x": float("nan")}}, ValueError, "'deep.x' is nan: JSON has no NaN"),
+            ({"gain": float("inf")}, ValueError, "'gain' is inf"),
+            ({"frame": 12}, ValueError, "'frame' is reserved"),
+            ({"index": {"t": 2}}, ValueError, "'index' is reserved"),
+            ({"exposure_time": "10 ms"}, TypeError, "'exposure_time' must be a number"),
+            ({"delta_t": True}, TypeError, "'delta_t' must be a number"),
+            ({1: "x"}, TypeError, "keys must be strings"),
+        ]
+        for metadata, error, message in bad:
+            with pytest.raises(error, match=message):
+                await stream.append(frames[1], metadata=metadata)
+        assert stream.stats.frames_accepted == 1  # nothing queued; the stream stays usable
+        await stream.append(frames[1], frame_metadata={"exposure_time": 2})
+        await stream.append(frames[2])
+    if fmt == "ome-zarr":
+        np.testing.assert_array_equal(read_zarr(root / "0"), frames)
+        documents = [_strict_json(p) for p in root.rglob("zarr.json")]
+        (first,) = [r for d in documents for r in _records_with(d, "count")]
+        assert first["count"] == 7 and first["exposure_time"] == 0.25
+        assert first["flags"] == [True, None] and first["stage"] == {"label": "A1", "z": 1.5}
+        assert first["storage_index"] == [0]  # the stream's own record, not overwritten
+        (second,) = [
+            r for d in documents for r in _records_with(d, "exposure_time") if r is not first
+        ]
+        assert second["exposure_time"] == 2 and second["storage_index"] == [1]
+    else:
+        import tifffile
+        from ome_types import from_tiff
+
+        np.testing.assert_array_equal(tifffile.imread(root), frames)
+        planes = from_tiff(root).images[0].pixels.planes
+        assert [p.exposure_time for p in planes[:2]] == [0.25, 2]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["tensorstore", "zarr-python"])
+async def test_reused_block_buffers_hold_no_stale_pixels(tmp_path: Path, backend: str) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "r.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=8, chunk_size=4),
+            *dims_from_standard_axes({"y": 8, "x": 8}),
+        ],
+    )
+    frames = make_frames(8, (8, 8))
+    async with open_stream(settings) as stream:
+        for frame in frames[:4]:
+            await stream.append(frame)
+        await stream.flush()  # block 0 written: its buffer is free for block 1
+        await stream.append(frames[4])
+        await stream.skip()  # frame 5: must read 0, not block 0's frame 1
+        await stream.append(frames[6])
+        # frame 7 never comes: it must read 0 as well
+    expected = frames.copy()
+    expected[[5, 7]] = 0
+    np.testing.assert_array_equal(read_zarr(tmp_path / "r.ome.zarr" / "0"), expected)
+    np.testing.assert_array_equal(read_ts(tmp_path / "r.ome.zarr" / "0"), expected)
+
+
+def test_sync_append_waits_for_room_within_the_budget(tmp_path: Path, slow_backend) -> None:
+    frame_bytes = 32 * 32 * 2
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "sync-slow.ome.zarr",
+        format="slow-tensorstore",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 20, "y": 32, "x": 32}),
+    )
+    frames = make_frames(20, (32, 32))
+    with create_stream(settings, max_buffer_bytes=3 * frame_bytes) as stream:
+        slow_backend.stream = stream._async
+        for frame in frames:  # the fast path while there is room, a wait when there is none
+            stream.append(frame)
+            assert stream.stats.bytes_buffered <= 3 * frame_bytes
+    slow_backend.stream = None
+    assert stream.stats.peak_bytes_buffered == 3 * frame_bytes  # it filled, and waited
+    assert all(pending <= capacity for pending, capacity in slow_backend.observations)
+    np.testing.assert_array_equal(read_zarr(tmp_path / "sync-slow.ome.zarr" / "0"), frames)

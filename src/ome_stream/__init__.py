@@ -17,6 +17,7 @@ Examples
 
 from ome_stream.backends.registry import available_backends
 from ome_stream.errors import OMEStreamError, WriterError
+from ome_stream.events import CoordUpdate
 from ome_stream.settings import (
     AcquisitionSettings,
     Channel,
@@ -42,6 +43,7 @@ __all__ = [
     "AcquisitionSettings",
     "AsyncOMEStream",
     "Channel",
+    "CoordUpdate",
     "Dimension",
     "OMEStream",
     "OMEStreamError",

@@ -8,7 +8,7 @@ Bad input raises built-in types (``ValueError`` for a frame of the wrong shape,
 
 from __future__ import annotations
 
-__all__ = ["OMEStreamError", "WriterError"]
+__all__ = ["OMEStreamError", "UnclosedStreamWarning", "WriterError"]
 
 
 class OMEStreamError(Exception):
@@ -20,4 +20,12 @@ class WriterError(OMEStreamError, RuntimeError):
 
     Raised from the producer's next ``append``, ``flush`` or from the exit of the stream,
     never at an arbitrary ``await``. Frames written before the failure stay readable.
+    """
+
+
+class UnclosedStreamWarning(UserWarning):
+    """A stream was not closed by its user: garbage-collected, or left open at exit.
+
+    ome-stream then closes it itself (writing what it can within ``drain_timeout``); the
+    message says how many frames were accepted and written.
     """

@@ -13,13 +13,44 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import anyio
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["EventKind", "StreamEvent"]
+__all__ = ["CallbackKind", "CoordUpdate", "EventKind", "StreamEvent"]
 
 EventKind: TypeAlias = Literal[
     "frames_accepted", "frames_written", "coords_expanded", "error", "closed"
 ]
+#: What ``on(kind, callback)`` accepts: the coordinate events (with a
+#: :class:`CoordUpdate`) and the progress events (with a :class:`StreamEvent`).
+CallbackKind: TypeAlias = Literal[
+    "coords_expanded", "coords_changed", "frames_accepted", "frames_written", "error", "closed"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CoordUpdate:
+    """Where an acquisition stands, passed to ``coords_expanded``/``coords_changed`` callbacks.
+
+    Attributes
+    ----------
+    max_coords
+        For every dimension, the coordinates reached so far: a ``range`` or the labels of
+        its ``coords`` (channel or position names); frame axes always in full.
+    current_indices
+        The index of the latest frame along every dimension (frame axes 0).
+    frame_number
+        Number of that frame in acquisition order (the last one, after a ``skip``).
+    is_high_water_mark
+        Whether ``max_coords`` grew with this frame.
+
+    """
+
+    max_coords: Mapping[str, Sequence[object]]
+    current_indices: Mapping[str, int]
+    frame_number: int
+    is_high_water_mark: bool
 
 
 @dataclass(frozen=True)

@@ -117,20 +117,8 @@ class AcquisitionRecord:
     backends that keep frame metadata in acquisition order across images)."""
 
     def __post_init__(self) -> None:
-        if not self.frame_numbers:
-            self.frame_numbers = [
-                [e.get("frame", n) for n, e in enumerate(frames)] for frames in self.frame_metadata
-            ]
-        self.frame_metadata = [[_frame_entry(e) for e in frames] for frames in self.frame_metadata]
-
-
-def _frame_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    # Entries the stream recorded as {"frame": n, "index": {name: i}, **metadata} (before
-    # it records {**metadata, "storage_index": [...]}) are converted to that shape.
-    if "storage_index" in entry or "index" not in entry:
-        return entry
-    rest = {k: v for k, v in entry.items() if k not in ("frame", "index")}
-    return {**rest, "storage_index": list(entry["index"].values())}
+        if not self.frame_numbers:  # a record built without them: the order appended
+            self.frame_numbers = [list(range(len(frames))) for frames in self.frame_metadata]
 
 
 class Layout:

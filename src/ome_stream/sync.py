@@ -4,26 +4,41 @@
 :class:`~ome_stream.stream.AsyncOMEStream` running in an anyio blocking portal, so code
 written for the ``ome-writers`` API runs unchanged, from scripts, threads, or code that
 is itself running inside an event loop's thread (a notebook cell).
+
+A stream its user never closes is closed for them: when it is garbage-collected, or at
+interpreter exit (within ``drain_timeout``), with an :class:`UnclosedStreamWarning`
+saying what was written and what, if anything, was lost.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, ExitStack
-from typing import TYPE_CHECKING, Any, Self, get_args
+import atexit
+import contextlib
+import threading
+import warnings
+import weakref
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-from anyio.from_thread import start_blocking_portal
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.from_thread import BlockingPortal
 
-from ome_stream.events import EventKind
+from ome_stream._log import logger
+from ome_stream.errors import UnclosedStreamWarning
 from ome_stream.stream import AsyncOMEStream
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
+    from concurrent.futures import ThreadPoolExecutor
     from types import TracebackType
 
     from numpy.typing import ArrayLike
 
-    from ome_stream.events import StreamEvent
+    from ome_stream.backends.base import Backend
+    from ome_stream.events import CallbackKind
     from ome_stream.settings import AcquisitionSettings
     from ome_stream.stream import StreamStats
     from ome_stream.view import StreamView
@@ -31,25 +46,164 @@ if TYPE_CHECKING:
 __all__ = ["OMEStream", "create_stream"]
 
 
+#: Seconds an unattended close may take beyond ``drain_timeout`` (final metadata).
+_CLOSE_GRACE = 5.0
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, reached through a blocking portal.
+
+    A daemon thread, so that an unclosed stream can never keep the interpreter alive.
+    """
+
+    def __init__(self, backend: str) -> None:
+        ready: Future[BlockingPortal] = Future()
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                self.token = anyio.lowlevel.current_token()
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve, backend=backend)
+            except BaseException as err:  # pragma: no cover - the loop failed to start
+                if not ready.done():
+                    ready.set_exception(err)
+
+        self.thread = threading.Thread(target=run, name="ome-stream loop", daemon=True)
+        self.thread.start()
+        self.portal = ready.result()
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self.portal.call(self.portal.stop, True)
+        self.thread.join()
+
+
+class _Handle:
+    """The running stream of an :class:`OMEStream`, closable without the facade object."""
+
+    def __init__(self, stream: AsyncOMEStream, backend: str) -> None:
+        self.stream = stream
+        self.loop = _LoopThread(backend)
+        try:
+            self.loop.portal.call(stream.__aenter__)
+        except BaseException:
+            self.loop.stop()
+            raise
+        self.open = True
+        _OPEN.add(self)
+        _register_exit_hook()
+
+    def close(self) -> None:
+        if not self.open:
+            return
+        self.open = False
+        _OPEN.discard(self)
+        try:
+            self.loop.portal.call(self.stream.aclose)
+        finally:
+            self.loop.stop()
+
+    def close_unattended(self, when: str) -> None:
+        """Close a stream its user left open (``when``: "gc" or "exit"), within bounds."""
+        if not self.open:
+            return
+        if threading.current_thread() is self.loop.thread:  # collected on the loop itself
+            threading.Thread(target=self.close_unattended, args=(when,), daemon=True).start()
+            return
+        self.open = False
+        _OPEN.discard(self)
+        stream, stats = self.stream, self.stream.stats
+        if when == "gc":
+            if stats.frames_accepted:
+                _warn(
+                    "OMEStream was not closed before garbage collection. Please use `with "
+                    "create_stream(...):` in a context manager or call `stream.close()` "
+                    "before deletion."
+                )
+        else:
+            _warn(
+                f"OMEStream for {stream.output_path!r} was not closed before the interpreter "
+                f"exited; closing it now (within drain_timeout={stream.drain_timeout} s): "
+                f"{stats.frames_accepted} frames accepted, {stats.frames_written} written"
+            )
+        future = self.loop.portal.start_task_soon(stream.aclose)
+        try:
+            future.result(timeout=stream.drain_timeout + _CLOSE_GRACE)
+        except FutureTimeout:
+            _warn(self._lost(f"closing did not finish within {stream.drain_timeout} s"))
+            return  # leave the loop thread: a daemon, it ends with the process
+        except Exception as err:
+            _warn(self._lost(f"closing failed: {err}"))
+        self.loop.stop()
+
+    def _lost(self, what: str) -> str:
+        stream, stats = self.stream, self.stream.stats
+        lost = stats.frames_accepted - stats.frames_written
+        return (
+            f"OMEStream for {stream.output_path!r}: {what}; {lost} of "
+            f"{stats.frames_accepted} accepted frames were not written and the final "
+            "metadata may be missing"
+        )
+
+
+_OPEN: set[_Handle] = set()
+
+
+def _warn(message: str) -> None:
+    logger.warning("%s", message)
+    try:
+        warnings.warn(message, UnclosedStreamWarning, stacklevel=3)
+    except Warning as err:  # warnings raised as errors must not stop the closing
+        logger.warning("the warning was raised as an error: %r", err)
+
+
+_hooked = False
+
+
+def _register_exit_hook() -> None:
+    """Close open streams at exit before the libraries they use stop their threads.
+
+    ``atexit`` is too late: by then ``concurrent.futures`` refuses new work (zarr-python's
+    I/O) and tensorstore has stopped. ``threading``'s own exit hooks run first, before
+    any thread is joined; ``atexit`` is the fallback where they do not exist.
+    """
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        if register is None:
+            raise RuntimeError("no threading exit hooks")
+        register(_close_all_at_exit)
+    except RuntimeError:
+        atexit.register(_close_all_at_exit)
+
+
+def _close_all_at_exit() -> None:
+    for handle in list(_OPEN):
+        handle.close_unattended("exit")
+
+
 class OMEStream:
     """A blocking stream with the same methods as :class:`AsyncOMEStream`.
 
     Use it as a context manager; leaving the block writes every accepted frame and the
-    final metadata.
+    final metadata. A stream never closed is closed when garbage-collected or at exit,
+    with an :class:`~ome_stream.errors.UnclosedStreamWarning`.
     """
 
     def __init__(self, stream: AsyncOMEStream, backend: str = "asyncio") -> None:
         self._async = stream
-        self._stack = ExitStack()
-        self._portal = self._stack.enter_context(start_blocking_portal(backend))
-        self._cm: AbstractContextManager[AsyncOMEStream] | None = None
-        try:
-            cm = self._portal.wrap_async_context_manager(stream)
-            cm.__enter__()
-            self._cm = cm
-        except BaseException:
-            self._stack.close()
-            raise
+        self._handle = _Handle(stream, backend)
+        self._finalizer = weakref.finalize(self, self._handle.close_unattended, "gc")
+        self._finalizer.atexit = False  # the exit is handled for every open stream at once
+        self._portal = self._handle.loop.portal
+        self._token = self._handle.loop.token
 
     def __enter__(self) -> Self:
         return self
@@ -64,13 +218,8 @@ class OMEStream:
 
     def close(self) -> None:
         """Write every accepted frame and the final metadata; release storage."""
-        cm, self._cm = self._cm, None
-        if cm is None:
-            return
-        try:
-            cm.__exit__(None, None, None)
-        finally:
-            self._stack.close()
+        self._finalizer.detach()
+        self._handle.close()
 
     def append(
         self,
@@ -81,11 +230,20 @@ class OMEStream:
         copy: bool = True,
     ) -> None:
         """Append the next frame; blocks while the buffer is full (see ``append``)."""
-        self._portal.call(
-            lambda: self._async.append(
-                frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+        # Fast path: while the buffer has room, one call on the loop and no task.
+        try:
+            anyio.from_thread.run_sync(
+                lambda: self._async.append_nowait(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                ),
+                token=self._token,
             )
-        )
+        except anyio.WouldBlock:  # the buffer is full: wait for room on the loop
+            self._portal.call(
+                lambda: self._async.append(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                )
+            )
 
     def append_nowait(
         self,
@@ -112,9 +270,14 @@ class OMEStream:
 
     def _run(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         # after close the portal's loop is gone: run the call on a loop of its own
-        if self._cm is None:
+        if self.closed:
             return anyio.run(func, *args)
         return self._portal.call(func, *args)
+
+    def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self.closed:
+            return func(*args, **kwargs)
+        return self._portal.call(lambda: func(*args, **kwargs))
 
     def set_global_metadata(self, namespace: str, metadata: Mapping[str, Any]) -> None:
         """Attach acquisition-level metadata under ``namespace`` (see the async twin)."""
@@ -128,28 +291,34 @@ class OMEStream:
         """Replace metadata documents (see the async twin); works after close too."""
         self._run(self._async.update_metadata, metadata)
 
-    def view(self) -> StreamView:
-        """A live, read-only array of the acquisition so far (``view[t, c, ...]``)."""
-        return self._portal.call(self._async.view)
+    def view(self, *, dynamic_shape: bool = True, strict: bool = False) -> StreamView:
+        """A live, read-only array of the acquisition (``view[t, c, ...]``); after close too.
 
-    def on(self, kind: EventKind, callback: Callable[[StreamEvent], object]) -> None:
-        """Call ``callback(event)`` in a worker thread for every event of ``kind``.
-
-        ``kind`` is one of ``"frames_accepted"``, ``"frames_written"``,
-        ``"coords_expanded"``, ``"error"``, ``"closed"``. A slow callback misses
-        intermediate progress snapshots; it never slows the writer.
+        See :meth:`AsyncOMEStream.view`.
         """
-        if kind not in get_args(EventKind):
-            raise ValueError(f"unknown event kind {kind!r}; choose from {get_args(EventKind)}")
-        events = self._portal.call(self._async.events)
+        view: StreamView = self._call(self._async.view, dynamic_shape=dynamic_shape, strict=strict)
+        return view
 
-        async def deliver() -> None:
-            async with events:
-                async for event in events:
-                    if event.kind == kind:
-                        await anyio.to_thread.run_sync(callback, event)
+    def on(self, kind: CallbackKind, callback: Callable[[Any], object]) -> None:
+        """Call ``callback`` in a worker thread for every event of ``kind``.
 
-        self._portal.start_task_soon(deliver)
+        ``"coords_expanded"`` and ``"coords_changed"`` pass a
+        :class:`~ome_stream.events.CoordUpdate` (as ``ome-writers``); ``"frames_accepted"``,
+        ``"frames_written"``, ``"error"`` and ``"closed"`` a
+        :class:`~ome_stream.events.StreamEvent`. See :meth:`AsyncOMEStream.on`.
+        """
+        self._call(self._async.on, kind, callback)
+
+    @property
+    def _callback_executor(self) -> ThreadPoolExecutor | None:
+        # the thread running the callbacks; ome-writers' test helpers wait on it
+        return self._async.live.executor
+
+    @property
+    def _backend(self) -> Backend | None:
+        # the storage backend; ome-writers' test helpers pass it to their waits (a view
+        # needs no wait here: accepted frames are served from memory)
+        return self._async._backend
 
     @property
     def stats(self) -> StreamStats:
@@ -164,7 +333,7 @@ class OMEStream:
     @property
     def closed(self) -> bool:
         """Whether the stream has been closed."""
-        return self._cm is None
+        return not self._handle.open
 
 
 def create_stream(

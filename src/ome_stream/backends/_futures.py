@@ -1,22 +1,40 @@
-"""Awaiting futures completed on foreign threads (tensorstore, executors) through anyio."""
+"""Awaiting futures completed on foreign threads (tensorstore, executors) through anyio.
+
+A completion is handed back to the event loop without waiting for it: the thread that
+completed the future (a tensorstore worker, a writer thread) only schedules the wake-up
+(asyncio ``call_soon_threadsafe``, trio ``TrioToken.run_sync_soon``) and goes on working.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 
-__all__ = ["wait_future"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["call_soon", "wait_future"]
 
 
 class _Future(Protocol):
     def done(self) -> bool: ...
     def result(self) -> Any: ...
     def add_done_callback(self, callback: Any) -> None: ...
+
+
+def call_soon(token: anyio.lowlevel.EventLoopToken, callback: Callable[[], object]) -> None:
+    """Run ``callback`` on the loop of ``token`` soon; never waits, from any thread.
+
+    Does nothing when that loop has ended (nobody is waiting any more).
+    """
+    native: Any = token.native_token
+    schedule = getattr(native, "call_soon_threadsafe", None) or native.run_sync_soon
+    with contextlib.suppress(RuntimeError):  # asyncio: loop closed; trio: RunFinishedError
+        schedule(callback)
 
 
 async def wait_future(future: _Future) -> Any:
@@ -30,9 +48,8 @@ async def wait_future(future: _Future) -> Any:
     def on_done(_: object) -> None:
         if threading.get_ident() == loop_thread:
             event.set()
-            return
-        with contextlib.suppress(RuntimeError):  # the loop has gone: nobody is waiting
-            anyio.from_thread.run_sync(event.set, token=token)
+        else:
+            call_soon(token, event.set)
 
     future.add_done_callback(on_done)
     await event.wait()

@@ -8,7 +8,7 @@ shards) before it calls :meth:`Backend.write`, so every storage object is writte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ome_stream.backends.registry import (
     BACKENDS,
@@ -88,6 +88,18 @@ class Backend(ABC):
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Set the extent of the first (unbounded) axis of array ``array_index``."""
         raise ValueError(f"{type(self).__name__} cannot resize arrays")  # pragma: no cover
+
+    def stored_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray | None:
+        """After close, the frame at ``index`` from what this backend keeps, if it keeps it.
+
+        None (the default) means: read it from the dataset (the stream opens it with an
+        independent reader). The scratch backend, whose data may live only in memory,
+        answers itself.
+        """
+        return None
+
+    def set_global_metadata(self, namespace: str, metadata: dict[str, Any]) -> None:  # noqa: B027
+        """Hear of global metadata as soon as it is set (optional; most place it at close)."""
 
     @abstractmethod
     async def finalize(self, record: AcquisitionRecord) -> None:

@@ -217,6 +217,14 @@ class ScratchBackend(Backend):
         shape = tuple(self.logical_shapes[position])
         return _memmap(_data_file(self.root, position), self.layout.dtype, shape, "r")
 
+    def stored_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray | None:
+        """After close, a copy of the frame at ``index`` (None beyond the acquired shape)."""
+        array = self.backing(array_index)
+        if any(i >= n for i, n in zip(index, array.shape, strict=False)):
+            return None
+        frame: np.ndarray = np.array(array[index])
+        return frame
+
     def get_arrays(self) -> list[ScratchArray]:
         """Live, read-only arrays of every position (ome-writers' ``get_arrays``)."""
         return [ScratchArray(self, i) for i in range(len(self.layout.arrays))]

@@ -42,7 +42,6 @@ __all__ = [
     "COMPANION_INDEX",
     "FRAME_NAMESPACE",
     "TiffFiles",
-    "build_ome",
     "ome_letters",
     "tiff_documents",
     "tiff_files",
@@ -175,22 +174,6 @@ def tiff_documents(layout: Layout, record: AcquisitionRecord) -> dict[int, ome.O
         if key in docs:
             docs[key] = document
     return docs
-
-
-def build_ome(
-    layout: Layout,
-    array: ArraySpec,
-    shape: tuple[int, ...],
-    frame_metadata: list[dict[str, Any]],
-    global_metadata: dict[str, Any],
-) -> ome.OME:
-    """The document of the file holding ``array``, from that array's record alone.
-
-    For callers holding one array's record; :func:`tiff_documents` gives every file's.
-    """
-    frames = [frame_metadata if a is array else [] for a in layout.images]
-    record = AcquisitionRecord([shape] * len(layout.arrays), frames, global_metadata)
-    return tiff_documents(layout, record)[array.position_index]
 
 
 def _document(
