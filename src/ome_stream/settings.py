@@ -6,6 +6,7 @@ reported before a single frame is acquired.
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -472,7 +473,8 @@ class AcquisitionSettings(_Model):
     storage_options: dict[str, str] | None = Field(
         default=None,
         description="For s3:// roots: 'endpoint' and 'region' (default: the standard AWS "
-        "environment variables). Credentials come from the AWS environment or profile.",
+        "environment variables), 'timeout' (seconds one storage request may take, default "
+        "30). Credentials come from the AWS environment or profile.",
     )
     max_buffer_bytes: PositiveInt | None = Field(
         default=None,
@@ -642,10 +644,20 @@ class AcquisitionSettings(_Model):
         if self.storage_options is not None:
             if not self.root_path.startswith("s3://"):
                 raise ValueError("storage_options apply only to s3:// roots")
-            if unknown := sorted(set(self.storage_options) - {"endpoint", "region"}):
+            if unknown := sorted(set(self.storage_options) - {"endpoint", "region", "timeout"}):
                 raise ValueError(
-                    f"storage_options: unknown keys {unknown}; use 'endpoint' and 'region' "
-                    "(credentials come from the AWS environment variables)"
+                    f"storage_options: unknown keys {unknown}; use 'endpoint', 'region' and "
+                    "'timeout' (credentials come from the AWS environment variables)"
+                )
+            timeout = self.storage_options.get("timeout", "30")
+            try:
+                seconds = float(timeout)
+            except ValueError:
+                seconds = math.nan
+            if not (seconds > 0 and math.isfinite(seconds)):
+                raise ValueError(
+                    f"storage_options: timeout must be a positive number of seconds, "
+                    f"got {timeout!r}"
                 )
         if "://" in self.root_path and not self.root_path.startswith("s3://"):
             raise ValueError(

@@ -19,7 +19,7 @@ import anyio
 import numpy as np
 from ome_types.model import OME
 
-from ome_stream._target import prepare_target
+from ome_stream._target import TargetLease, open_target
 from ome_stream.backends.base import Backend, load_backend
 from ome_stream.errors import WriterError
 from ome_stream.events import EventHub, EventKind, StreamEvent
@@ -176,6 +176,7 @@ class AsyncOMEStream:
         self._failure: BaseException | None = None
         self._state = "new"
         self._backend: Backend | None = None
+        self._lease = TargetLease()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._writer_scopes: list[anyio.CancelScope] = []
         self._writers_running = 0
@@ -201,15 +202,7 @@ class AsyncOMEStream:
         # and before anything on disk is touched
         backend_class = await anyio.to_thread.run_sync(load_backend, self.settings.backend)
         backend = backend_class(self.layout)
-        try:
-            await anyio.to_thread.run_sync(prepare_target, self.settings)
-            await backend.open()
-        except FileExistsError:
-            await backend.aclose()
-            raise
-        except Exception as err:
-            await backend.aclose()
-            raise WriterError(f"cannot create {self.settings.output_path!r}: {err}") from err
+        self._lease = await open_target(self.settings, backend)  # locked until aclose
         self._backend = backend
         self.max_inflight = self._inflight_limit(backend)
         """How many block writes may be in flight at once."""
@@ -292,6 +285,7 @@ class AsyncOMEStream:
                     await self._backend.aclose()
                 except Exception as err:  # reported like any storage failure
                     self._fail(err)
+                self._lease.release()
                 self._state = "closed"
                 self._closed.set()
                 self._publish("closed")
@@ -368,6 +362,11 @@ class AsyncOMEStream:
             await send.send(marker)
         for marker in flushes:
             await marker.done.wait()
+        if self._failure is None and self._backend is not None:
+            try:
+                await self._backend.flush()
+            except Exception as err:  # e.g. the dataset was deleted under the writer
+                self._fail(err)
         self._raise_if_failed()
 
     async def set_global_metadata(self, namespace: str, metadata: Mapping[str, Any]) -> None:

@@ -209,6 +209,12 @@ class Backend(ABC):
         """Set the extent of the first (unbounded) axis of array ``array_index``."""
         raise ValueError(f"{type(self).__name__} cannot resize arrays")  # pragma: no cover
 
+    async def flush(self) -> None:  # noqa: B027 - optional hook
+        """Make sure what has been written is in storage; raise if it cannot be.
+
+        Called by the stream's ``flush()`` after every block write has completed.
+        """
+
     @abstractmethod
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Place the final metadata, after every write has completed."""

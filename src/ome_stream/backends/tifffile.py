@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TiffBackend"]
 
-_PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it closes"
+PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it closes"
 _CODECS = {"zlib": "zlib", "zstd": "zstd", "lzw": "lzw"}
 
 
@@ -159,7 +159,7 @@ class _FileWriter:
                 kwargs["maxworkers"] = 2
         self._writer.write(
             frame,
-            description=_PLACEHOLDER if first else None,
+            description=PLACEHOLDER if first else None,
             metadata=None,
             contiguous=False,
             photometric="minisblack",
