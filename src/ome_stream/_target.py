@@ -8,7 +8,8 @@
   description of an acquisition that never closed);
 - OME-TIFF, several positions: only the files our naming produces
   (``<stem>_p<NNN>.ome.tiff``) in that directory, each an OME-TIFF as above. The directory
-  itself, and anything else in it, is never touched.
+  itself, and anything else in it, is never touched (without ``overwrite`` the directory
+  may exist; only the files to be written must not).
 
 Nothing is replaced when the path is the current directory, one of its ancestors, the home
 directory or ``/``. Replacement is atomic from the user's side: the old dataset is moved
@@ -73,7 +74,8 @@ class TargetLease:
         Never raises: what cannot be deleted stays in its hidden place, losing nothing.
         """
         for place in self.aside:
-            shutil.rmtree(place, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                _remove(place)
         self.aside.clear()
         self.moved.clear()
 
@@ -137,9 +139,8 @@ def _is_ome_tiff(path: Path) -> bool:
             description = first.description if isinstance(first, tifffile.TiffPage) else ""
     except Exception:  # unreadable: not something we may replace
         return False
-    return description == PLACEHOLDER or (
-        description.lstrip().startswith("<?xml") and "<OME" in description
-    )
+    head = description.lstrip()[:512]
+    return description == PLACEHOLDER or (head.startswith(("<?xml", "<OME")) and "<OME" in head)
 
 
 def _protected(path: Path) -> str | None:
@@ -224,30 +225,37 @@ def _prepare_entry(settings: AcquisitionSettings, path: Path, lease: TargetLease
 
 
 def _prepare_tiff_directory(settings: AcquisitionSettings, path: Path, lease: TargetLease) -> None:
-    """Several positions: a directory of our files; only those files are replaced."""
+    """Several positions: files of ours in a directory; only those files are replaced.
+
+    The directory may exist and hold anything else: that is never touched.
+    """
     target = settings.output_path
     planned = [Path(p) for p in settings.tiff_file_paths()]
     if not (path.exists() or path.is_symlink()):
         lease.created.extend(planned)
         lease.created_dir = path
         return
-    if not settings.overwrite:
-        raise FileExistsError(f"{target!r} already exists; pass overwrite=True to replace it")
-    if why := _protected(path):
-        raise _refuse(target, f"is {why}")
     if path.is_symlink() or not path.is_dir():
-        raise _refuse(target, "is not a directory of OME-TIFF files")
-    stem = planned[0].name.rsplit("_p", 1)[0]
-    ours = re.compile(rf"{re.escape(stem)}_p\d{{3,}}\.ome\.tiff")
+        raise FileExistsError(f"{target!r} exists and is not a directory")
+    existing = [p for p in planned if p.exists() or p.is_symlink()]
+    if existing and not settings.overwrite:
+        raise FileExistsError(
+            f"{str(existing[0])!r} already exists; pass overwrite=True to replace it"
+        )
     replace = []
-    for entry in sorted(path.iterdir()):
-        if not ours.fullmatch(entry.name):
-            continue  # not a name we write: never touched
-        if _is_ome_tiff(entry):
-            replace.append(entry)
-        elif entry in planned or entry.is_symlink():
-            raise _refuse(str(entry), "is not an OME-TIFF file this library wrote")
+    if settings.overwrite:
+        stem = planned[0].name.rsplit("_p", 1)[0]
+        ours = re.compile(rf"{re.escape(stem)}_p\d{{3,}}\.ome\.tiff")
+        for entry in sorted(path.iterdir()):
+            if not ours.fullmatch(entry.name):
+                continue  # not a name we write: never touched
+            if _is_ome_tiff(entry):
+                replace.append(entry)
+            elif entry in planned or entry.is_symlink():
+                raise _refuse(str(entry), "is not an OME-TIFF file this library wrote")
     if replace:
+        if why := _protected(path):
+            raise _refuse(target, f"is {why}")
         aside = path / f".ome-stream-old-{os.getpid()}-{secrets.token_hex(4)}"
         aside.mkdir()
         lease.aside.append(aside)

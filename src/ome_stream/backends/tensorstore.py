@@ -6,6 +6,7 @@ are awaited through anyio, so the event loop never waits on storage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import TYPE_CHECKING, Any
@@ -56,18 +57,32 @@ class StorageTimeoutError(TimeoutError):
 
 
 async def wait_bounded(future: Any, limit: float | None, what: str) -> Any:
-    """Await a tensorstore or concurrent future, cancelling it after ``limit`` seconds."""
-    if limit is None:
-        return await wait_future(future)
+    """Await a tensorstore or concurrent future, cancelling it after ``limit`` seconds.
+
+    If the caller is cancelled, the operation is let finish first (shielded, within the
+    same bound): a storage operation still running after its caller gave up could write
+    into a dataset that has since been restored or replaced.
+    """
     try:
-        with anyio.fail_after(limit):
+        with anyio.fail_after(limit) if limit is not None else contextlib.nullcontext():
             return await wait_future(future)
     except TimeoutError:
+        if future.done():
+            raise  # the operation's own error
         future.cancel()
         raise StorageTimeoutError(
             f"object storage did not answer ({what}) within {limit:g} s "
             "(storage_options['timeout'])"
         ) from None
+    except BaseException:
+        if not future.done():
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(limit or DEFAULT_TIMEOUT),
+                contextlib.suppress(Exception),
+            ):
+                await wait_future(future)
+        raise
 
 
 def _is_zarr_document(data: bytes) -> bool:

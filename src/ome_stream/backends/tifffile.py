@@ -9,10 +9,18 @@ awaits futures; all TIFF I/O and XML serialisation happens in the writer threads
 Pages arrive from the stream out of order by at most a few frames (writes in flight);
 the writer thread holds early pages until the page before them has been written, and
 writes zero pages for skipped frames.
+
+When the storage order permutes the acquisition order, frames arrive far ahead of their
+page. They are never held in memory: the pages before such a frame are written at once as
+uncompressed, all-zero pages (sparse on disk), and a frame that belongs to one of them is
+later written in place into its pixel data. Every frame is therefore in the file as soon
+as its write returns (``flush()`` tells the truth); those in-place pages are stored
+uncompressed even when the other pages are compressed.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from concurrent.futures import Future
@@ -47,6 +55,7 @@ class _FileWriter:
         frame_shape: tuple[int, int],
         dtype: np.dtype[Any],
         compression: str | None,
+        reordered: bool = False,
     ) -> None:
         self.path = path
         self.frame_shape = frame_shape
@@ -54,6 +63,9 @@ class _FileWriter:
         self.compression = _CODECS.get(compression or "none")
         self.pages_written = 0
         self._early: dict[int, tuple[np.ndarray | None, Future[None]]] = {}
+        self._reordered = reordered
+        #: pages written as zeros ahead of their frame: page number -> pixel data offset
+        self._holes: dict[int, int] = {}
         self.broken: Exception | None = None
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._writer: tifffile.TiffWriter | None = None
@@ -89,6 +101,15 @@ class _FileWriter:
             if self.broken is not None:
                 done.set_exception(self.broken)
                 return
+            if self._reordered:
+                try:
+                    self._place_anywhere(number, frame)
+                except Exception as err:
+                    self.broken = err
+                    done.set_exception(err)
+                else:
+                    done.set_result(None)
+                return
             self._early[number] = (frame, done)
             try:
                 while self.pages_written in self._early:
@@ -104,6 +125,44 @@ class _FileWriter:
 
         self._jobs.put(place)
         return done
+
+    def _place_anywhere(self, number: int, frame: np.ndarray | None) -> None:
+        """Write page ``number`` now: append it after zero pages, or fill its zero page."""
+        if number < self.pages_written:
+            offset = self._holes.pop(number)
+            if frame is not None and self._writer is not None:
+                handle = self._writer.filehandle
+                pixels = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("="))
+                handle.seek(offset)
+                handle.write(pixels.tobytes())
+                handle.seek(0, os.SEEK_END)
+                handle.flush()
+            return
+        while self.pages_written < number:
+            self._holes[self.pages_written] = self._write_hole()
+        self._write_page(frame)
+
+    def _write_hole(self) -> int:
+        """Append an uncompressed zero page (sparse); return the offset of its pixels."""
+        if self._writer is None:
+            raise OSError(f"{self.path} is not open for writing")
+        first = self.pages_written == 0
+        self._writer.write(
+            None,
+            shape=self.frame_shape,
+            dtype=self.dtype,
+            description=PLACEHOLDER if first else None,
+            metadata=None,
+            contiguous=False,
+            photometric="minisblack",
+        )
+        handle = self._writer.filehandle
+        handle.seek(0, os.SEEK_END)
+        end = handle.tell()
+        handle.flush()
+        self.pages_written += 1
+        # the pixels are the last bytes tifffile wrote (its IFD precedes them)
+        return end - int(np.prod(self.frame_shape)) * self.dtype.itemsize
 
     def count_pages(self) -> int:
         """Pages written so far (as a job: after every job queued before it)."""
@@ -138,6 +197,11 @@ class _FileWriter:
             if self.broken is None:
                 raise
             writer.filehandle.close()
+
+    def discard(self) -> None:
+        """Close and remove the file (in the writer thread): it holds no image."""
+        self.close_writer()
+        self.path.unlink(missing_ok=True)
 
     def create(self) -> None:
         """Create the file (in the writer thread), so an unwritable target fails at open."""
@@ -203,33 +267,30 @@ class TiffBackend(Backend):
         settings = self.layout.settings
         for array, path in zip(self.layout.arrays, self._paths, strict=True):
             self._files.append(
-                _FileWriter(path, self.layout.frame_shape, array.dtype, settings.compression)
+                _FileWriter(
+                    path,
+                    self.layout.frame_shape,
+                    array.dtype,
+                    settings.compression,
+                    self._reordered,
+                )
             )
             await wait_future(self._files[-1].submit(self._files[-1].create))
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
-        """Write one frame as the page of its storage index.
+        """Write one frame as the page of its storage index; return once it is in the file.
 
-        When the storage order permutes the acquisition order, frames arrive far ahead of
-        their page: they are copied and held by the writer thread until their turn (the
-        memory cost of an explicit ``storage_order`` for OME-TIFF).
+        With a storage order that permutes the acquisition order, see the module docstring.
         """
         file = self._files[array_index]
         frame = block.reshape(block.shape[-2:])
         number = self.layout.arrays[array_index].frame_number(origin)
-        if self._reordered:
-            if file.broken is not None:
-                raise file.broken
-            file.page(number, frame.copy())
-            return
         await wait_future(file.page(number, frame))
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame still needs its page: write zeros there."""
         file = self._files[array_index]
-        done = file.page(self.layout.arrays[array_index].frame_number(index), None)
-        if not self._reordered:
-            await wait_future(done)
+        await wait_future(file.page(self.layout.arrays[array_index].frame_number(index), None))
 
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Pages are appended: nothing to resize; the OME-XML gets the final sizes."""
@@ -242,12 +303,19 @@ class TiffBackend(Backend):
         return frame
 
     async def finalize(self, record: AcquisitionRecord) -> None:
-        """Pad missing pages with zeros, then write each file's OME-XML."""
+        """Pad missing pages with zeros, then write each file's OME-XML.
+
+        An unbounded acquisition that ended before its first frame leaves no file: a TIFF
+        cannot hold zero images (OME-XML needs ``SizeT >= 1``).
+        """
         for array_index, (file, array) in enumerate(
             zip(self._files, self.layout.arrays, strict=True)
         ):
             shape = record.final_shapes[array_index]
             total = int(np.prod(shape[:-2], dtype=np.int64))
+            if total == 0:  # unbounded, ended before its first frame: a TIFF needs an image
+                await wait_future(file.submit(file.discard))
+                continue
             written: int = await wait_future(file.submit(file.count_pages))
             held = set(file.held_pages())
             pending = [file.page(n, None) for n in range(written, total) if n not in held]

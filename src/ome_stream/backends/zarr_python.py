@@ -60,15 +60,11 @@ class _LoopThread:
     ) -> _T:
         """Run ``coroutine`` on the private loop; wait for it from the caller's loop.
 
-        If the wait ends early (cancelled, or ``limit`` seconds passed), the coroutine is
-        cancelled on the private loop too.
+        After ``limit`` seconds the coroutine is cancelled on the private loop; if the
+        caller is cancelled, the coroutine is let finish first (see ``wait_bounded``).
         """
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
-        try:
-            result: _T = await wait_bounded(future, limit, what)
-        except BaseException:
-            future.cancel()
-            raise
+        result: _T = await wait_bounded(future, limit, what)
         return result
 
     def stop(self) -> None:
