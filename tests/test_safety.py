@@ -339,9 +339,12 @@ def test_the_lock_spans_processes_and_dies_with_its_holder(tmp_path: Path, backe
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "open"
         for overwrite in (False, True):
-            with pytest.raises(FileExistsError, match=f"being written by process {child.pid}"):
-                with create_stream(settings_for(root, backend, overwrite=overwrite)):
-                    pass
+            second = settings_for(root, backend, overwrite=overwrite)
+            with (
+                pytest.raises(FileExistsError, match=f"being written by process {child.pid}"),
+                create_stream(second),
+            ):
+                pass
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     # the kernel released the lock with the process: the crashed dataset can be replaced
@@ -437,3 +440,94 @@ async def test_an_unbounded_acquisition_without_frames_closes_cleanly(
         assert read(settings).shape == (0, *SHAPE)
         doc = json.loads((Path(settings.output_path) / "zarr.json").read_text())
         assert doc["attributes"]["ome"]["version"] == "0.5"
+
+
+# ------------------------------------------------------------------ 7. flush on TIFF
+def reordered_settings(root: Path | str, compression: str | None = None) -> AcquisitionSettings:
+    """Acquired t, z, c; stored c, t, z: frame (t, z, c=1) belongs far down the file."""
+    return AcquisitionSettings(
+        root_path=root,
+        format="tifffile",
+        dtype="uint16",
+        compression=compression,
+        storage_order=["c", "t", "z"],
+        dimensions=dims_from_standard_axes({"t": 2, "z": 3, "c": 2, "y": 16, "x": 16}),
+    )
+
+
+def page_of(i: int) -> int:
+    """The page of acquisition frame ``i`` (t, z, c) in storage order (c, t, z)."""
+    t, rest = divmod(i, 6)
+    z, c = divmod(rest, 2)
+    return c * 6 + t * 3 + z
+
+
+def tiff_pages(path: Path | str) -> np.ndarray:
+    with tifffile.TiffFile(path) as tif:
+        return np.stack([page.asarray() for page in tif.pages])
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("compression", [None, "zstd"])
+async def test_flush_writes_reordered_tiff_frames(tmp_path: Path, compression: str | None) -> None:
+    """After flush every accepted frame is a page of the file (read by another reader
+    while the stream is open), compressed or not; the closed file is exact."""
+    settings = reordered_settings(tmp_path / "r.ome.tiff", compression)
+    async with open_stream(settings) as stream:
+        for i in range(5):
+            await stream.append(frame(i))
+        await stream.flush()
+        pages = tiff_pages(settings.output_path)
+        for i in range(5):
+            np.testing.assert_array_equal(pages[page_of(i)], frame(i), err_msg=f"frame {i}")
+        for i in range(5, 12):
+            await stream.append(frame(i))
+    pages = tiff_pages(settings.output_path)
+    assert len(pages) == 12
+    for i in range(12):
+        np.testing.assert_array_equal(pages[page_of(i)], frame(i))
+    with tifffile.TiffFile(settings.output_path) as tif:
+        assert tif.is_ome and tif.series[0].shape == (2, 2, 3, 16, 16)
+        if compression:  # frames in order are compressed; those placed later are not
+            assert tif.pages[0].compression.name == "ZSTD"
+
+
+FLUSH_THEN_WAIT = textwrap.dedent("""
+    import sys, time, numpy as np
+    from ome_stream import AcquisitionSettings, create_stream, dims_from_standard_axes
+    settings = AcquisitionSettings(root_path=sys.argv[1], format="tifffile", dtype="uint16",
+        compression=None if sys.argv[2] == "none" else sys.argv[2],
+        storage_order=["c", "t", "z"],
+        dimensions=dims_from_standard_axes({"t": 2, "z": 3, "c": 2, "y": 16, "x": 16}))
+    with create_stream(settings) as stream:
+        for i in range(5):
+            stream.append(np.full((16, 16), i + 1, "uint16"))
+        stream.flush()
+        print("flushed", flush=True)
+        time.sleep(600)
+""")
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_kill_9_right_after_flush_loses_nothing_on_reordered_tiff(
+    tmp_path: Path, compression: str
+) -> None:
+    root = tmp_path / "r.ome.tiff"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen(
+        [sys.executable, "-c", FLUSH_THEN_WAIT, str(root), compression],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "flushed"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    pages = tiff_pages(root)
+    for i in range(5):
+        np.testing.assert_array_equal(pages[page_of(i)], frame(i), err_msg=f"frame {i}")
+    placed = {page_of(i) for i in range(5)}
+    for number, page in enumerate(pages):
+        if number not in placed:
+            assert not page.any(), f"page {number} holds data no frame was appended for"

@@ -139,7 +139,8 @@ class _FileWriter:
                 handle.flush()
             return
         while self.pages_written < number:
-            self._holes[self.pages_written] = self._write_hole()
+            hole = self.pages_written
+            self._holes[hole] = self._write_hole()
         self._write_page(frame)
 
     def _write_hole(self) -> int:
