@@ -20,12 +20,16 @@ uncompressed even when the other pages are compressed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import os
 import queue
+import struct
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio.to_thread
 import numpy as np
@@ -36,7 +40,7 @@ from ome_stream.backends.base import Backend
 from ome_stream.metadata.ome_xml import build_ome
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from ome_stream.layout import AcquisitionRecord, Layout
 
@@ -44,6 +48,24 @@ __all__ = ["TiffBackend"]
 
 PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it closes"
 _CODECS = {"zlib": "zlib", "zstd": "zstd", "lzw": "lzw"}
+
+
+class _FullWrites(io.FileIO):
+    """An unbuffered file whose ``write`` writes everything or raises.
+
+    A raw write may be short without an error (a disk filling up); tifffile does not check,
+    which would leave a page cut short and the file's IFD chain pointing past its end.
+    """
+
+    def write(self, data: Any, /) -> int:
+        view = memoryview(data).cast("B")
+        total = 0
+        while total < len(view):
+            written = super().write(view[total:])
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
+            total += written
+        return total
 
 
 class _FileWriter:
@@ -69,6 +91,7 @@ class _FileWriter:
         self.broken: Exception | None = None
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._writer: tifffile.TiffWriter | None = None
+        self._file: BinaryIO | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"ome-stream tiff {path.name}", daemon=True
         )
@@ -143,24 +166,46 @@ class _FileWriter:
             self._holes[hole] = self._write_hole()
         self._write_page(frame)
 
+    @contextlib.contextmanager
+    def _chain_kept(self) -> Iterator[None]:
+        """If a page write fails, end the IFD chain at the last complete page again.
+
+        tifffile links the previous IFD to the new one before it writes the new IFD; after a
+        failure (a full disk) that link would point at nothing and make the whole file
+        unreadable past it, so it is reset to 0 (overwriting bytes already on disk needs no
+        new space).
+        """
+        assert self._writer is not None
+        writer = self._writer
+        pointer = writer._ifdoffset
+        try:
+            yield
+        except BaseException:
+            if self._file is not None:
+                end_of_chain = struct.pack(writer.tiff.offsetformat, 0)
+                with contextlib.suppress(OSError):
+                    os.pwrite(self._file.fileno(), end_of_chain, pointer)
+            raise
+
     def _write_hole(self) -> int:
         """Append an uncompressed zero page (sparse); return the offset of its pixels."""
         if self._writer is None:
             raise OSError(f"{self.path} is not open for writing")
         first = self.pages_written == 0
-        self._writer.write(
-            None,
-            shape=self.frame_shape,
-            dtype=self.dtype,
-            description=PLACEHOLDER if first else None,
-            metadata=None,
-            contiguous=False,
-            photometric="minisblack",
-        )
-        handle = self._writer.filehandle
-        handle.seek(0, os.SEEK_END)
-        end = handle.tell()
-        handle.flush()
+        with self._chain_kept():
+            self._writer.write(
+                None,
+                shape=self.frame_shape,
+                dtype=self.dtype,
+                description=PLACEHOLDER if first else None,
+                metadata=None,
+                contiguous=False,
+                photometric="minisblack",
+            )
+            handle = self._writer.filehandle
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            handle.flush()
         self.pages_written += 1
         # the pixels are the last bytes tifffile wrote (its IFD precedes them)
         return end - int(np.prod(self.frame_shape)) * self.dtype.itemsize
@@ -187,17 +232,17 @@ class _FileWriter:
     def close_writer(self) -> None:
         """Close the TIFF file (in the writer thread).
 
-        After a failed write only the file handle is released: the failure was reported.
+        After a failed write only the file is closed: the failure was reported, and the
+        file ends at the last complete page.
         """
         writer, self._writer = self._writer, None
-        if writer is None:
-            return
+        file, self._file = self._file, None
         try:
-            writer.close()
-        except Exception:
-            if self.broken is None:
-                raise
-            writer.filehandle.close()
+            if writer is not None and self.broken is None:
+                writer.close()
+        finally:
+            if file is not None:
+                file.close()
 
     def discard(self) -> None:
         """Close and remove the file (in the writer thread): it holds no image."""
@@ -207,7 +252,15 @@ class _FileWriter:
     def create(self) -> None:
         """Create the file (in the writer thread), so an unwritable target fails at open."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = tifffile.TiffWriter(self.path, bigtiff=True)
+        # unbuffered: every write reaches the operating system at once, so after a failed
+        # write nothing stale is left in a buffer to be written over the repaired IFD chain
+        self._file = _FullWrites(self.path, "w+")
+        try:
+            self._writer = tifffile.TiffWriter(self._file, bigtiff=True)
+        except BaseException:
+            self._file.close()
+            self._file = None
+            raise
 
     def _write_page(self, frame: np.ndarray | None) -> None:
         if frame is None:
@@ -222,15 +275,16 @@ class _FileWriter:
             if min(self.frame_shape) >= 256:
                 kwargs["tile"] = (256, 256)
                 kwargs["maxworkers"] = 2
-        self._writer.write(
-            frame,
-            description=PLACEHOLDER if first else None,
-            metadata=None,
-            contiguous=False,
-            photometric="minisblack",
-            **kwargs,
-        )
-        self._writer.filehandle.flush()
+        with self._chain_kept():
+            self._writer.write(
+                frame,
+                description=PLACEHOLDER if first else None,
+                metadata=None,
+                contiguous=False,
+                photometric="minisblack",
+                **kwargs,
+            )
+            self._writer.filehandle.flush()
         self.pages_written += 1
 
     def read_page(self, number: int) -> np.ndarray:
