@@ -13,7 +13,6 @@ the file it locked is still the one at the path, and starts over if it is not.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import os
@@ -55,9 +54,12 @@ class WriterLock:
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(self.path)
-        os.close(fd)  # closing the last descriptor releases the flock
+        except OSError:  # gone already, or a read-only filesystem: a stale file is harmless
+            pass
+        finally:
+            os.close(fd)  # closing the last descriptor releases the flock
 
 
 def _holder(fd: int) -> str:
@@ -79,7 +81,9 @@ def acquire(dataset: Path) -> WriterLock:
     """
     path = sibling(dataset, "ome-stream-lock")
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # held read-only: a file open for writing would keep its filesystem from being
+        # remounted read-only (flock needs no write access)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -106,6 +110,13 @@ def acquire(dataset: Path) -> WriterLock:
             continue
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         info = f"process {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info, 0)
+        try:  # briefly open for writing; the lock is ours, so the name is still this file
+            writer = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            try:
+                os.write(writer, info)
+            finally:
+                os.close(writer)
+        except BaseException:
+            os.close(fd)
+            raise
         return WriterLock(path, fd)
