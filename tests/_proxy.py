@@ -36,11 +36,11 @@ class SwallowingProxy:
 
     def close(self) -> None:
         """Close every connection and stop the threads."""
-        self._closed.set()
+        with self._lock:
+            self._closed.set()
+            sockets = list(self._sockets)
         with contextlib.suppress(OSError):
             self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -61,9 +61,14 @@ class SwallowingProxy:
         self._threads.append(thread)
         thread.start()
 
-    def _track(self, sock: socket.socket) -> None:
+    def _track(self, sock: socket.socket) -> bool:
+        """Remember ``sock`` for :meth:`close`; after it, close ``sock`` at once."""
         with self._lock:
-            self._sockets.append(sock)
+            if not self._closed.is_set():
+                self._sockets.append(sock)
+                return True
+        sock.close()
+        return False
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -71,7 +76,8 @@ class SwallowingProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            self._track(client)
+            if not self._track(client):
+                return
             if self._swallowing.is_set():
                 self._start(self._pump, client, None)
                 continue
@@ -80,7 +86,8 @@ class SwallowingProxy:
             except OSError:
                 client.close()
                 continue
-            self._track(upstream)
+            if not self._track(upstream):
+                return
             self._start(self._pump, client, upstream)
             self._start(self._pump, upstream, client, False)
 

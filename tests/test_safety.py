@@ -297,18 +297,24 @@ async def test_a_failed_open_keeps_the_old_dataset(tmp_path: Path, backend: str)
 @pytest.mark.anyio
 @pytest.mark.parametrize("overwrite", [False, True])
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_a_second_writer_is_refused(tmp_path: Path, backend: str, overwrite: bool) -> None:
+async def test_a_second_writer_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str, overwrite: bool
+) -> None:
     settings = settings_for(tmp_path / f"run{suffix(backend)}", backend, count=4)
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    # the same dataset spelled another way: relative, through ".."
+    second = settings_for(f"../run{suffix(backend)}", backend, overwrite=overwrite)
     async with open_stream(settings) as first:
         await first.append(frame(0))
         await first.flush()
         with pytest.raises(FileExistsError, match=f"being written by process {os.getpid()}"):
-            async with open_stream(settings.model_copy(update={"overwrite": overwrite})):
+            async with open_stream(second):
                 pass
         for i in range(1, 4):
             await first.append(frame(i))
     np.testing.assert_array_equal(read(settings), expected(0, 4))
-    assert sorted(os.listdir(tmp_path)) == [f"run{suffix(backend)}"]
+    assert sorted(os.listdir(tmp_path)) == [f"run{suffix(backend)}", "sub"]
 
 
 HOLDER = textwrap.dedent("""

@@ -185,8 +185,10 @@ def prepare_target(settings: AcquisitionSettings) -> TargetLease:
         prepare_object_target(target, settings.overwrite, settings.storage_options)
         return TargetLease()
     path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lease = TargetLease(lock=acquire(path))
+    absolute = Path(os.path.abspath(target))  # "." and ".." name their directory
+    absolute.parent.mkdir(parents=True, exist_ok=True)
+    # one lock file per real directory and name, however the path was spelled
+    lease = TargetLease(lock=acquire(absolute.parent.resolve() / absolute.name))
     try:
         if settings.file_format == "ome-tiff" and settings.position_dimension is not None:
             _prepare_tiff_directory(settings, path, lease)
