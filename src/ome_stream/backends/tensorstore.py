@@ -67,8 +67,8 @@ async def wait_bounded(future: Any, limit: float | None, what: str) -> Any:
         with anyio.fail_after(limit) if limit is not None else contextlib.nullcontext():
             return await wait_future(future)
     except TimeoutError:
-        if future.done():
-            raise  # the operation's own error
+        if future.done():  # it ended just as the bound passed: its own outcome counts
+            return future.result()
         future.cancel()
         raise StorageTimeoutError(
             f"object storage did not answer ({what}) within {limit:g} s "

@@ -10,6 +10,7 @@ cost 3x throughput) and receive whole shards only, so no two writes ever share a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -68,6 +69,17 @@ class _LoopThread:
         return result
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (a request given up on), then end it."""
+
+        async def cancel_pending() -> None:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_pending(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
