@@ -537,3 +537,39 @@ def test_kill_9_right_after_flush_loses_nothing_on_reordered_tiff(
     for number, page in enumerate(pages):
         if number not in placed:
             assert not page.any(), f"page {number} holds data no frame was appended for"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_cancelled_after_the_old_dataset_was_moved_aside_restores_it(
+    tmp_path: Path, backend: str
+) -> None:
+    """The cancellation lands once the old dataset is in its hidden place, while the new
+    one opens: the old dataset comes back, intact, and nothing else is left."""
+    old = settings_for(tmp_path / f"run{suffix(backend)}", backend, count=2)
+    await write(old, 0, 2)
+    new = old.model_copy(update={"overwrite": True})
+    restored = 0
+    for _ in range(10):
+        opened = False
+        with anyio.fail_after(60), anyio.CancelScope() as scope:
+
+            async def cancel_once_moved_aside(scope: anyio.CancelScope = scope) -> None:
+                while not any(".ome-stream-old-" in name for name in os.listdir(tmp_path)):
+                    await anyio.sleep(0)
+                scope.cancel()
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(cancel_once_moved_aside)
+                async with open_stream(new):
+                    opened = True
+                    await anyio.sleep_forever()
+        assert sorted(os.listdir(tmp_path)) == [f"run{suffix(backend)}"]
+        assert not open_files_under(tmp_path)
+        if not opened:
+            np.testing.assert_array_equal(read(old), expected(0, 2))
+            restored += 1
+        else:  # the open won the race: the new, empty dataset replaced the old one
+            assert not read(old).any()
+            await write(old.model_copy(update={"overwrite": True}), 0, 2)
+    assert restored, "the cancellation never landed while the new dataset opened"
