@@ -556,7 +556,7 @@ async def test_cancelled_after_the_old_dataset_was_moved_aside_restores_it(
 
             async def cancel_once_moved_aside(scope: anyio.CancelScope = scope) -> None:
                 # polling the directory: the move happens in another thread, no event
-                while not any(".ome-stream-old-" in name for name in os.listdir(tmp_path)):  # noqa: ASYNC110
+                while not any(".ome-stream-old-" in name for name in os.listdir(tmp_path)):
                     await anyio.lowlevel.checkpoint()
                 scope.cancel()
 
