@@ -32,16 +32,6 @@ import _mmcore  # noqa: E402
 TARGET = os.environ.get("OME_STREAM_MMCORE_TARGET", "ome_stream")
 SRC = Path(__file__).parents[1] / "src"
 
-# What pymmcore-plus 0.18.1's writer gets from ome-writers that ome_stream does not give
-# yet (issue 14, other branches): view(dynamic_shape=..., strict=...) readable after close
-# for output="memory". Strict: an XPASS says
-# "remove me".
-PENDING_COMPAT = pytest.mark.xfail(
-    TARGET == "ome_stream",
-    reason="ome_stream lacks parts of the ome-writers API pymmcore-plus uses (issue 14)",
-    strict=True,
-)
-
 
 def mda_positions() -> useq.MDASequence:
     """Time, channels, z and two named stage positions, positions outside channels."""
@@ -355,7 +345,6 @@ MEMORY_SEQUENCES = {
 }
 
 
-@PENDING_COMPAT
 @pytest.mark.parametrize("name", list(MEMORY_SEQUENCES))
 def test_builtin_memory(tmp_path: Path, name: str) -> None:
     """``output="memory"``: the view after the run holds every frame, in acquisition axes.

@@ -17,6 +17,7 @@ import tensorstore as ts
 import zarr
 from pydantic import ValidationError
 
+from _proxy import SwallowingProxy
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
@@ -290,3 +291,103 @@ def test_bucket_layout_is_plain_objects(s3: S3Server) -> None:
     assert sorted(store.list().result()) == [b"0/c/0/0/0", b"0/zarr.json", b"zarr.json"]
     assert json.loads(store.read("zarr.json").result().value)["node_type"] == "group"
     assert json.loads(store.read("0/zarr.json").result().value)["node_type"] == "array"
+
+
+# ------------------------------------------------------------------ a stalled endpoint
+@pytest.fixture
+def stalling(s3: S3Server) -> Iterator[SwallowingProxy]:
+    """The S3 server behind a loopback proxy that can stop answering."""
+    with SwallowingProxy(s3.port) as proxy:
+        yield proxy
+
+
+def stalled_settings(proxy: SwallowingProxy, backend: str, name: str) -> AcquisitionSettings:
+    return AcquisitionSettings(
+        root_path=f"s3://{BUCKET}/{name}.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 40, "y": 16, "x": 16}),
+        max_buffer_bytes=4 * 16 * 16 * 2,
+        # a short bound for the test; the default is 30 s
+        storage_options={"endpoint": proxy.endpoint, "region": "us-east-1", "timeout": "2"},
+    )
+
+
+def causes(error: BaseException | None) -> str:
+    texts = []
+    while error is not None:
+        texts.append(str(error))
+        error = error.__cause__ or error.__context__
+    return " | ".join(texts)
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_that_stops_answering_raises_writer_error(
+    s3: S3Server, stalling: SwallowingProxy, backend: str
+) -> None:
+    """Connections are accepted, requests read, nothing answered: the blocked append wakes
+    up to WriterError within the configured timeout instead of waiting for ever."""
+    settings = stalled_settings(stalling, backend, "stalled")
+    frames = make_frames(40, (16, 16))
+    appended = 0
+    with anyio.fail_after(90):  # the guard against a hang, far above the 2 s bound
+        with pytest.raises(WriterError) as info:  # noqa: PT012
+            async with open_stream(settings) as stream:
+                for frame in frames[:5]:
+                    await stream.append(frame)
+                await stream.flush()
+                stalling.swallow()
+                for frame in frames[5:]:
+                    await stream.append(frame)
+                    appended += 1
+    assert appended < 35, "the stalled endpoint never surfaced as an error"
+    # our bound ("did not answer within 2 s") or obstore's own request timeout, at 2 s too
+    text = causes(info.value)
+    assert "did not answer" in text or "TimedOut" in text, text
+    # what was flushed before the stall is in the bucket, exactly
+    np.testing.assert_array_equal(ts_read(s3, "stalled.ome.zarr/0")[:5], frames[:5])
+
+
+@pytest.mark.anyio
+async def test_an_endpoint_that_never_answers_fails_the_open(
+    stalling: SwallowingProxy, backend: str
+) -> None:
+    stalling.swallow()
+    with anyio.fail_after(90), pytest.raises(WriterError, match="cannot create"):
+        async with open_stream(stalled_settings(stalling, backend, "never")):
+            pass
+
+
+def test_the_storage_timeout_is_checked() -> None:
+    dims = dims_from_standard_axes({"t": 2, "y": 8, "x": 8})
+    for bad in ("0", "-1", "soon", "inf"):
+        with pytest.raises(ValidationError, match="timeout must be a positive number"):
+            AcquisitionSettings(
+                root_path="s3://b/r.ome.zarr",
+                dtype="uint8",
+                dimensions=dims,
+                storage_options={"timeout": bad},
+            )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "document", ['{"my": "settings"}', "not json", '{"zarr_format": 3, "node_type": "x"}']
+)
+async def test_overwrite_on_s3_parses_zarr_json(s3: S3Server, backend: str, document: str) -> None:
+    """Objects under the prefix with a ``zarr.json`` that is not a zarr node stay."""
+    notes = kv(s3, "mine.ome.zarr/")
+    notes.write("zarr.json", document.encode()).result()
+    notes.write("thesis.txt", b"irreplaceable").result()
+    settings = AcquisitionSettings(
+        root_path=f"s3://{BUCKET}/mine.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        overwrite=True,
+        dimensions=dims_from_standard_axes({"t": 1, "y": 8, "x": 8}),
+    )
+    with pytest.raises(FileExistsError, match="no zarr dataset; refusing"):
+        async with open_stream(settings):
+            pass
+    assert sorted(notes.list().result()) == [b"thesis.txt", b"zarr.json"]
+    assert notes.read("zarr.json").result().value == document.encode()

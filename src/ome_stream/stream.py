@@ -22,7 +22,7 @@ from ome_stream._log import log_closed, log_closing, log_opening, logger
 from ome_stream._metadata_api import MetadataAPI, StreamMetadata
 from ome_stream._pipeline import StreamStats, WriterPipeline
 from ome_stream._readback import StoredFrames
-from ome_stream._target import prepare_target
+from ome_stream._target import TargetLease, open_target
 from ome_stream.backends.base import Backend, load_backend
 from ome_stream.errors import WriterError
 from ome_stream.layout import AcquisitionRecord, Layout
@@ -75,6 +75,8 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self._pipeline: WriterPipeline | None = None
         self._backend: Backend | None = None
         self._stored: StoredFrames | None = None
+        self._lease = TargetLease()
+        """The lock on the dataset, held until close (see ``_target``)."""
         self._next_frame = 0
         self._state = "new"
         self._closed: anyio.Event
@@ -91,18 +93,12 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         backend_class = await anyio.to_thread.run_sync(load_backend, settings.backend)
         backend = backend_class(self.layout)
         try:
-            await anyio.to_thread.run_sync(prepare_target, settings)
-            await backend.open()
-        except (FileExistsError, MemoryError) as err:
-            await backend.aclose()
+            self._lease = await open_target(settings, backend)  # locked until aclose
+        except BaseException as err:
             self._state = "closed"
-            logger.error("cannot open %r: %s", settings.output_path, err)
+            if isinstance(err, Exception):
+                logger.error("cannot open %r: %s", settings.output_path, err)
             raise
-        except Exception as err:
-            await backend.aclose()
-            self._state = "closed"
-            logger.error("cannot create %r: %r", settings.output_path, err)
-            raise WriterError(f"cannot create {settings.output_path!r}: {err}") from err
         self._backend = backend
         self._pipeline = WriterPipeline(
             self.layout, backend, self.stats, self.capacity, self._final_shapes, self._notify
@@ -110,7 +106,10 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self._closed = anyio.Event()
         started = anyio.Event()
         spawn_service(self._serve, started)
-        await started.wait()
+        # The target is committed (an old dataset replaced): finish opening whatever
+        # happens, so the caller's ``async with`` owns the stream and its exit closes it.
+        with anyio.CancelScope(shield=True):
+            await started.wait()
         self._state = "open"
         self.stats.started = time.perf_counter()
         logger.debug(
@@ -179,6 +178,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
                     await self._backend.aclose()
                 except Exception as err:  # reported like any storage failure
                     self._pipeline.fail(err)
+                self._lease.release()
                 self._state = "closed"
                 self._closed.set()
                 self.live.publish("closed")
@@ -261,7 +261,13 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
 
     async def flush(self) -> None:
         """Return when every accepted frame is in storage (partial blocks included)."""
-        await self._running().flush()
+        pipeline = self._running()
+        await pipeline.flush()
+        if pipeline.failure is None and self._backend is not None:
+            try:
+                await self._backend.flush()
+            except Exception as err:  # e.g. the dataset was deleted under the writer
+                pipeline.fail(err)
         self._raise_if_failed()
 
     @property

@@ -101,6 +101,12 @@ class Backend(ABC):
     def set_global_metadata(self, namespace: str, metadata: dict[str, Any]) -> None:  # noqa: B027
         """Hear of global metadata as soon as it is set (optional; most place it at close)."""
 
+    async def flush(self) -> None:  # noqa: B027 - optional hook
+        """Make sure what has been written is in storage; raise if it cannot be.
+
+        Called by the stream's ``flush()`` after every block write has completed.
+        """
+
     @abstractmethod
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Place the final metadata, after every write has completed."""

@@ -6,10 +6,12 @@ are awaited through anyio, so the event loop never waits on storage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import anyio.to_thread
 import tensorstore as ts
 
@@ -22,13 +24,78 @@ if TYPE_CHECKING:
 
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
 
-__all__ = ["TensorStoreBackend", "kvstore_spec", "zarr_codecs"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "TensorStoreBackend",
+    "kvstore_spec",
+    "request_timeout",
+    "wait_bounded",
+    "zarr_codecs",
+]
 
 
 #: Bounded retries for object storage: transient errors are retried with backoff, a
 #: dead endpoint fails within seconds instead of stalling the acquisition.
 S3_MAX_RETRIES = 5
 S3_RETRIES = {"max_retries": S3_MAX_RETRIES, "initial_delay": "0.1s", "max_delay": "2s"}
+#: Seconds one request to object storage may take (retries included) before it fails:
+#: an endpoint that accepts connections and never answers cannot stall an acquisition.
+DEFAULT_TIMEOUT = 30.0
+
+
+def request_timeout(root: str, storage_options: dict[str, str] | None) -> float | None:
+    """The bound in seconds on one storage request, or None (a local filesystem).
+
+    On object storage: ``storage_options['timeout']``, default :data:`DEFAULT_TIMEOUT`.
+    """
+    if not root.startswith("s3://"):
+        return None
+    return float((storage_options or {}).get("timeout", DEFAULT_TIMEOUT))
+
+
+class StorageTimeoutError(TimeoutError):
+    """Object storage did not answer a request within the configured bound."""
+
+
+async def wait_bounded(future: Any, limit: float | None, what: str) -> Any:
+    """Await a tensorstore or concurrent future, cancelling it after ``limit`` seconds.
+
+    If the caller is cancelled, the operation is let finish first (shielded, within the
+    same bound): a storage operation still running after its caller gave up could write
+    into a dataset that has since been restored or replaced.
+    """
+    try:
+        with anyio.fail_after(limit) if limit is not None else contextlib.nullcontext():
+            return await wait_future(future)
+    except TimeoutError:
+        if future.done():  # it ended just as the bound passed: its own outcome counts
+            return future.result()
+        future.cancel()
+        raise StorageTimeoutError(
+            f"object storage did not answer ({what}) within {limit:g} s "
+            "(storage_options['timeout'])"
+        ) from None
+    except BaseException:
+        if not future.done():
+            with (
+                anyio.CancelScope(shield=True),
+                anyio.move_on_after(limit or DEFAULT_TIMEOUT),
+                contextlib.suppress(Exception),
+            ):
+                await wait_future(future)
+        raise
+
+
+def _is_zarr_document(data: bytes) -> bool:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.get("zarr_format") == 3
+        and doc.get("node_type") in ("group", "array")
+    )
 
 
 def kvstore_spec(root: str, storage_options: dict[str, str] | None = None) -> dict[str, Any]:
@@ -69,22 +136,31 @@ def prepare_object_target(
     """The overwrite rules on object storage (blocking; run it in a worker thread).
 
     Objects under the prefix mean the target exists: ``FileExistsError`` without
-    ``overwrite``; with it, only a zarr dataset (a ``zarr.json`` at the prefix) is deleted.
+    ``overwrite``; with it, only a zarr dataset (a ``zarr.json`` at the prefix that parses
+    as a zarr v3 group or array) is deleted, never the bucket's root. Every request is
+    bounded by the storage timeout.
     """
-    store = ts.KvStore.open(kvstore_spec(root, storage_options)).result()
-    keys = store.list().result()
+    timeout = request_timeout(root, storage_options)
+    spec = kvstore_spec(root, storage_options)
+    store = ts.KvStore.open(spec).result(timeout=timeout)
+    keys = store.list().result(timeout=timeout)
     if not keys:
         return
     if not overwrite:
         raise FileExistsError(
             f"{root!r} already holds {len(keys)} objects; pass overwrite=True to replace it"
         )
-    if b"zarr.json" not in keys:
+    document = store.read(b"zarr.json").result(timeout=timeout)
+    if document.state != "value" or not _is_zarr_document(document.value):
         raise FileExistsError(
             f"{root!r} holds objects but no zarr dataset; refusing to delete "
             "them even with overwrite=True"
         )
-    store.delete_range(ts.KvStore.KeyRange()).result()
+    if not spec["path"]:
+        raise FileExistsError(
+            f"{root!r} is the root of the bucket; refusing to delete it even with overwrite=True"
+        )
+    store.delete_range(ts.KvStore.KeyRange()).result(timeout=timeout)
 
 
 def zarr_codecs(compression: str | None, itemsize: int) -> list[dict[str, Any]]:
@@ -153,10 +229,14 @@ class TensorStoreBackend(Backend):
         self._context = ts.Context({"cache_pool": {"total_bytes_limit": 0}})
         self._arrays: list[ts.TensorStore] = []
         self._kv: ts.KvStore | None = None
+        self._timeout = request_timeout(settings.output_path, settings.storage_options)
+
+    async def _wait(self, future: Any, what: str) -> Any:
+        return await wait_bounded(future, self._timeout, what)
 
     async def open(self) -> None:
         """Create the arrays and write the group documents of the empty dataset."""
-        self._kv = await wait_future(ts.KvStore.open(self._kvstore, context=self._context))
+        self._kv = await self._wait(ts.KvStore.open(self._kvstore, context=self._context), "open")
         compression = self.layout.settings.compression
         for array in self.layout.arrays:
             spec = {
@@ -167,8 +247,9 @@ class TensorStoreBackend(Backend):
                 },
                 "metadata": _array_metadata(array, compression),
             }
-            store = await wait_future(
-                ts.open(spec, create=True, delete_existing=True, context=self._context)
+            store = await self._wait(
+                ts.open(spec, create=True, delete_existing=True, context=self._context),
+                f"create array {array.array_path!r}",
             )
             self._arrays.append(store)
         await self._write_groups(group_documents(self.layout))
@@ -177,7 +258,7 @@ class TensorStoreBackend(Backend):
         assert self._kv is not None
         for path, doc in docs.items():
             key = f"{path}/zarr.json" if path else "zarr.json"
-            await wait_future(self._kv.write(key, json.dumps(doc, indent=2).encode()))
+            await self._wait(self._kv.write(key, json.dumps(doc, indent=2).encode()), key)
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one whole block and wait until it is committed to storage."""
@@ -188,11 +269,11 @@ class TensorStoreBackend(Backend):
         future = self._arrays[array_index][region].write(
             block, can_reference_source_data_indefinitely=True
         )
-        await wait_future(future.commit)
+        await self._wait(future.commit, f"write {self.layout.arrays[array_index].array_path!r}")
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read one frame back from storage."""
-        frame: np.ndarray = await wait_future(self._arrays[array_index][index].read())
+        frame: np.ndarray = await self._wait(self._arrays[array_index][index].read(), "read")
         return frame
 
     async def resize(self, array_index: int, first_extent: int) -> None:
@@ -202,17 +283,34 @@ class TensorStoreBackend(Backend):
         if first_extent == current:
             return
         upper = [first_extent, *([None] * (store.rank - 1))]
-        self._arrays[array_index] = await wait_future(
+        self._arrays[array_index] = await self._wait(
             store.resize(
                 exclusive_max=upper,
                 resize_metadata_only=first_extent > current,
                 expand_only=first_extent > current,
                 shrink_only=first_extent < current,
-            )
+            ),
+            "resize",
         )
+
+    async def flush(self) -> None:
+        """Check that every array is still there (its ``zarr.json``).
+
+        Writes into a dataset deleted under the writer recreate chunk files, not arrays.
+        """
+        assert self._kv is not None
+        for array in self.layout.arrays:
+            key = f"{array.array_path}/zarr.json"
+            found = await self._wait(self._kv.read(key), key)
+            if found.state != "value":
+                raise FileNotFoundError(
+                    f"{key!r} is gone from {self.layout.settings.output_path!r}: the dataset "
+                    "was deleted or replaced while it was being written"
+                )
 
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Trim unbounded arrays to what was acquired and write the final metadata."""
+        await self.flush()
         if self.layout.settings.is_unbounded:
             for index, shape in enumerate(record.final_shapes):
                 await self.resize(index, shape[0])

@@ -9,15 +9,27 @@ awaits futures; all TIFF I/O and XML serialisation happens in the writer threads
 Pages arrive from the stream out of order by at most a few frames (writes in flight);
 the writer thread holds early pages until the page before them has been written, and
 writes zero pages for skipped frames.
+
+When the storage order permutes the acquisition order, frames arrive far ahead of their
+page. They are never held in memory: the pages before such a frame are written at once as
+uncompressed, all-zero pages (sparse on disk), and a frame that belongs to one of them is
+later written in place into its pixel data. Every frame is therefore in the file as soon
+as its write returns (``flush()`` tells the truth); those in-place pages are stored
+uncompressed even when the other pages are compressed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import os
 import queue
+import struct
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import anyio.to_thread
 import numpy as np
@@ -28,14 +40,32 @@ from ome_stream.backends.base import Backend
 from ome_stream.metadata.ome_xml import COMPANION_INDEX, tiff_documents, tiff_files
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from ome_stream.layout import AcquisitionRecord, Layout
 
 __all__ = ["TiffBackend"]
 
-_PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it closes"
+PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it closes"
 _CODECS = {"zlib": "zlib", "zstd": "zstd", "lzw": "lzw"}
+
+
+class _FullWrites(io.FileIO):
+    """An unbuffered file whose ``write`` writes everything or raises.
+
+    A raw write may be short without an error (a disk filling up); tifffile does not check,
+    which would leave a page cut short and the file's IFD chain pointing past its end.
+    """
+
+    def write(self, data: Any, /) -> int:
+        view = memoryview(data).cast("B")
+        total = 0
+        while total < len(view):
+            written = super().write(view[total:])
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
+            total += written
+        return total
 
 
 class _FileWriter:
@@ -48,6 +78,7 @@ class _FileWriter:
         dtype: np.dtype[Any],
         compression: str | None,
         resolution: dict[str, Any] | None = None,
+        reordered: bool = False,
     ) -> None:
         self.path = path
         self.resolution = resolution or {}
@@ -56,9 +87,13 @@ class _FileWriter:
         self.compression = _CODECS.get(compression or "none")
         self.pages_written = 0
         self._early: dict[int, tuple[np.ndarray | None, Future[None]]] = {}
+        self._reordered = reordered
+        #: pages written as zeros ahead of their frame: page number -> pixel data offset
+        self._holes: dict[int, int] = {}
         self.broken: Exception | None = None
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._writer: tifffile.TiffWriter | None = None
+        self._file: BinaryIO | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"ome-stream tiff {path.name}", daemon=True
         )
@@ -91,6 +126,15 @@ class _FileWriter:
             if self.broken is not None:
                 done.set_exception(self.broken)
                 return
+            if self._reordered:
+                try:
+                    self._place_anywhere(number, frame)
+                except Exception as err:
+                    self.broken = err
+                    done.set_exception(err)
+                else:
+                    done.set_result(None)
+                return
             self._early[number] = (frame, done)
             try:
                 while self.pages_written in self._early:
@@ -106,6 +150,67 @@ class _FileWriter:
 
         self._jobs.put(place)
         return done
+
+    def _place_anywhere(self, number: int, frame: np.ndarray | None) -> None:
+        """Write page ``number`` now: append it after zero pages, or fill its zero page."""
+        if number < self.pages_written:
+            offset = self._holes.pop(number)
+            if frame is not None and self._writer is not None:
+                handle = self._writer.filehandle
+                pixels = np.ascontiguousarray(frame, dtype=self.dtype.newbyteorder("="))
+                handle.seek(offset)
+                handle.write(pixels.tobytes())
+                handle.seek(0, os.SEEK_END)
+                handle.flush()
+            return
+        while self.pages_written < number:
+            hole = self.pages_written
+            self._holes[hole] = self._write_hole()
+        self._write_page(frame)
+
+    @contextlib.contextmanager
+    def _chain_kept(self) -> Iterator[None]:
+        """If a page write fails, end the IFD chain at the last complete page again.
+
+        tifffile links the previous IFD to the new one before it writes the new IFD; after a
+        failure (a full disk) that link would point at nothing and make the whole file
+        unreadable past it, so it is reset to 0 (overwriting bytes already on disk needs no
+        new space).
+        """
+        assert self._writer is not None
+        writer = self._writer
+        pointer = writer._ifdoffset
+        try:
+            yield
+        except BaseException:
+            if self._file is not None:
+                end_of_chain = struct.pack(writer.tiff.offsetformat, 0)
+                with contextlib.suppress(OSError):
+                    os.pwrite(self._file.fileno(), end_of_chain, pointer)
+            raise
+
+    def _write_hole(self) -> int:
+        """Append an uncompressed zero page (sparse); return the offset of its pixels."""
+        if self._writer is None:
+            raise OSError(f"{self.path} is not open for writing")
+        first = self.pages_written == 0
+        with self._chain_kept():
+            self._writer.write(
+                None,
+                shape=self.frame_shape,
+                dtype=self.dtype,
+                description=PLACEHOLDER if first else None,
+                metadata=None,
+                contiguous=False,
+                photometric="minisblack",
+            )
+            handle = self._writer.filehandle
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            handle.flush()
+        self.pages_written += 1
+        # the pixels are the last bytes tifffile wrote (its IFD precedes them)
+        return end - int(np.prod(self.frame_shape)) * self.dtype.itemsize
 
     def count_pages(self) -> int:
         """Pages written so far (as a job: after every job queued before it)."""
@@ -129,22 +234,35 @@ class _FileWriter:
     def close_writer(self) -> None:
         """Close the TIFF file (in the writer thread).
 
-        After a failed write only the file handle is released: the failure was reported.
+        After a failed write only the file is closed: the failure was reported, and the
+        file ends at the last complete page.
         """
         writer, self._writer = self._writer, None
-        if writer is None:
-            return
+        file, self._file = self._file, None
         try:
-            writer.close()
-        except Exception:
-            if self.broken is None:
-                raise
-            writer.filehandle.close()
+            if writer is not None and self.broken is None:
+                writer.close()
+        finally:
+            if file is not None:
+                file.close()
+
+    def discard(self) -> None:
+        """Close and remove the file (in the writer thread): it holds no image."""
+        self.close_writer()
+        self.path.unlink(missing_ok=True)
 
     def create(self) -> None:
         """Create the file (in the writer thread), so an unwritable target fails at open."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = tifffile.TiffWriter(self.path, bigtiff=True)
+        # unbuffered: every write reaches the operating system at once, so after a failed
+        # write nothing stale is left in a buffer to be written over the repaired IFD chain
+        self._file = _FullWrites(self.path, "w+")
+        try:
+            self._writer = tifffile.TiffWriter(self._file, bigtiff=True)
+        except BaseException:
+            self._file.close()
+            self._file = None
+            raise
 
     def _write_page(self, frame: np.ndarray | None) -> None:
         if frame is None:
@@ -159,16 +277,17 @@ class _FileWriter:
             if min(self.frame_shape) >= 256:
                 kwargs["tile"] = (256, 256)
                 kwargs["maxworkers"] = 2
-        self._writer.write(
-            frame,
-            description=_PLACEHOLDER if first else None,
-            metadata=None,
-            contiguous=False,
-            photometric="minisblack",
-            **self.resolution,
-            **kwargs,
-        )
-        self._writer.filehandle.flush()
+        with self._chain_kept():
+            self._writer.write(
+                frame,
+                description=PLACEHOLDER if first else None,
+                metadata=None,
+                contiguous=False,
+                photometric="minisblack",
+                **self.resolution,
+                **kwargs,
+            )
+            self._writer.filehandle.flush()
         self.pages_written += 1
 
     def read_page(self, number: int) -> np.ndarray:
@@ -241,33 +360,25 @@ class TiffBackend(Backend):
                     array.dtype,
                     settings.compression,
                     self._resolution,
+                    self._reordered,
                 )
             )
             await wait_future(self._files[-1].submit(self._files[-1].create))
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
-        """Write one frame as the page of its storage index.
+        """Write one frame as the page of its storage index; return once it is in the file.
 
-        When the storage order permutes the acquisition order, frames arrive far ahead of
-        their page: they are copied and held by the writer thread until their turn (the
-        memory cost of an explicit ``storage_order`` for OME-TIFF).
+        With a storage order that permutes the acquisition order, see the module docstring.
         """
         file = self._files[array_index]
         frame = block.reshape(block.shape[-2:])
         number = self.layout.arrays[array_index].frame_number(origin)
-        if self._reordered:
-            if file.broken is not None:
-                raise file.broken
-            file.page(number, frame.copy())
-            return
         await wait_future(file.page(number, frame))
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame still needs its page: write zeros there."""
         file = self._files[array_index]
-        done = file.page(self.layout.arrays[array_index].frame_number(index), None)
-        if not self._reordered:
-            await wait_future(done)
+        await wait_future(file.page(self.layout.arrays[array_index].frame_number(index), None))
 
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Pages are appended: nothing to resize; the OME-XML gets the final sizes."""
@@ -280,10 +391,19 @@ class TiffBackend(Backend):
         return frame
 
     async def finalize(self, record: AcquisitionRecord) -> None:
-        """Pad missing pages with zeros, then write each file's OME-XML."""
+        """Pad missing pages with zeros, then write each file's OME-XML.
+
+        An unbounded acquisition that ended before its first frame leaves no file: a TIFF
+        cannot hold zero images (OME-XML needs ``SizeT >= 1``).
+        """
+        discarded: set[int] = set()
         for array_index, file in enumerate(self._files):
             shape = record.final_shapes[array_index]
             total = int(np.prod(shape[:-2], dtype=np.int64))
+            if total == 0:  # unbounded, ended before its first frame: a TIFF needs an image
+                await wait_future(file.submit(file.discard))
+                discarded.add(array_index)
+                continue
             written: int = await wait_future(file.submit(file.count_pages))
             held = set(file.held_pages())
             pending = [file.page(n, None) for n in range(written, total) if n not in held]
@@ -291,8 +411,12 @@ class TiffBackend(Backend):
                 await wait_future(future)
             if file.broken is not None:
                 raise file.broken
+        if len(discarded) == len(self._files):
+            return  # nothing was acquired: no file, and no document to place
         documents = await anyio.to_thread.run_sync(tiff_documents, self.layout, record)
         for array_index, file in enumerate(self._files):
+            if array_index in discarded:
+                continue
             document = documents[array_index]
 
             def place_xml(file: _FileWriter = file, document: Any = document) -> None:

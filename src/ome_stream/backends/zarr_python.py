@@ -10,6 +10,7 @@ cost 3x throughput) and receive whole shards only, so no two writes ever share a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -22,9 +23,14 @@ import zarr
 from zarr.api.asynchronous import create_array
 from zarr.core.buffer import default_buffer_prototype
 
-from ome_stream.backends._futures import wait_future
 from ome_stream.backends.base import Backend
-from ome_stream.backends.tensorstore import S3_MAX_RETRIES, kvstore_spec, zarr_codecs
+from ome_stream.backends.tensorstore import (
+    S3_MAX_RETRIES,
+    kvstore_spec,
+    request_timeout,
+    wait_bounded,
+    zarr_codecs,
+)
 from ome_stream.metadata.ngff import group_documents
 
 if TYPE_CHECKING:
@@ -50,12 +56,30 @@ class _LoopThread:
         )
         self._thread.start()
 
-    async def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
-        """Run ``coroutine`` on the private loop; wait for it from the caller's loop."""
-        result: _T = await wait_future(asyncio.run_coroutine_threadsafe(coroutine, self.loop))
+    async def run(
+        self, coroutine: Coroutine[Any, Any, _T], limit: float | None = None, what: str = ""
+    ) -> _T:
+        """Run ``coroutine`` on the private loop; wait for it from the caller's loop.
+
+        After ``limit`` seconds the coroutine is cancelled on the private loop; if the
+        caller is cancelled, the coroutine is let finish first (see ``wait_bounded``).
+        """
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        result: _T = await wait_bounded(future, limit, what)
         return result
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (a request given up on), then end it."""
+
+        async def cancel_pending() -> None:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(cancel_pending(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
@@ -77,10 +101,15 @@ def open_store(root: str, storage_options: dict[str, str] | None = None) -> Any:
             "writing to s3:// with zarr-python needs obstore; run pip install 'ome-stream[s3]'"
         ) from None
     spec = kvstore_spec(root, storage_options)
-    kwargs: dict[str, Any] = {"region": spec["aws_region"]}
+    timeout = request_timeout(root, storage_options)
+    kwargs: dict[str, Any] = {
+        "region": spec["aws_region"],
+        # obstore's own bound on each attempt; ours (the whole request) is above it
+        "client_options": {"timeout": timedelta(seconds=timeout or 30)},
+    }
     if "endpoint" in spec:
         kwargs["endpoint"] = spec["endpoint"]
-        kwargs["client_options"] = {"allow_http": spec["endpoint"].startswith("http://")}
+        kwargs["client_options"]["allow_http"] = spec["endpoint"].startswith("http://")
     for key, variable in (
         ("access_key_id", "AWS_ACCESS_KEY_ID"),
         ("secret_access_key", "AWS_SECRET_ACCESS_KEY"),
@@ -90,7 +119,7 @@ def open_store(root: str, storage_options: dict[str, str] | None = None) -> Any:
             kwargs[key] = os.environ[variable]
     retry: RetryConfig = {
         "max_retries": S3_MAX_RETRIES,
-        "retry_timeout": timedelta(seconds=10),
+        "retry_timeout": timedelta(seconds=min(10.0, timeout or 10.0)),
     }
     store = S3Store(
         spec["bucket"], prefix=spec["path"].rstrip("/") or None, retry_config=retry, **kwargs
@@ -105,13 +134,20 @@ class ZarrPythonBackend(Backend):
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
-        self._loop = _LoopThread()
-        self._store = open_store(layout.settings.output_path, layout.settings.storage_options)
+        settings = layout.settings
+        self._store = open_store(settings.output_path, settings.storage_options)
+        self._timeout = request_timeout(settings.output_path, settings.storage_options)
+        self._loop: _LoopThread | None = None  # started by open, stopped by aclose
         self._arrays: list[Any] = []
+
+    async def _run(self, coroutine: Coroutine[Any, Any, _T], what: str) -> _T:
+        assert self._loop is not None
+        return await self._loop.run(coroutine, self._timeout, what)
 
     async def open(self) -> None:
         """Create the arrays and write the group documents of the empty dataset."""
-        await self._loop.run(self._open())
+        self._loop = _LoopThread()
+        await self._run(self._open(), "open")
 
     async def _open(self) -> None:
         settings = self.layout.settings
@@ -147,25 +183,42 @@ class ZarrPythonBackend(Backend):
         """Write one whole block (a row of shards)."""
         self.layout.contrast.observe(array_index, origin, block)
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
-        await self._loop.run(self._arrays[array_index].setitem(region, block))
+        await self._run(self._arrays[array_index].setitem(region, block), "write")
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read one frame back from storage."""
-        frame: np.ndarray = await self._loop.run(self._arrays[array_index].getitem(index))
+        frame: np.ndarray = await self._run(self._arrays[array_index].getitem(index), "read")
         return frame
 
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Grow or trim the unbounded first axis."""
         array = self._arrays[array_index]
-        await self._loop.run(array.resize((first_extent, *array.shape[1:])))
+        await self._run(array.resize((first_extent, *array.shape[1:])), "resize")
+
+    async def _check_arrays(self) -> None:
+        for array in self.layout.arrays:
+            key = f"{array.array_path}/zarr.json"
+            if not await self._store.exists(key):
+                raise FileNotFoundError(
+                    f"{key!r} is gone from {self.layout.settings.output_path!r}: the dataset "
+                    "was deleted or replaced while it was being written"
+                )
+
+    async def flush(self) -> None:
+        """Check that every array is still there (its ``zarr.json``).
+
+        Writes into a dataset deleted under the writer recreate chunk files, not arrays.
+        """
+        await self._run(self._check_arrays(), "check")
 
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Trim unbounded arrays to what was acquired and write the final metadata."""
+        await self.flush()
         if self.layout.settings.is_unbounded:
             for index, shape in enumerate(record.final_shapes):
                 await self.resize(index, shape[0])
         await anyio.to_thread.run_sync(self.layout.contrast.windows)
-        await self._loop.run(self._write_groups(group_documents(self.layout, record)))
+        await self._run(self._write_groups(group_documents(self.layout, record)), "metadata")
 
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
         """Write every group document from ``record`` (after close: on a loop of its own)."""
@@ -173,8 +226,10 @@ class ZarrPythonBackend(Backend):
         await anyio.to_thread.run_sync(asyncio.run, self._write_groups(docs))
 
     async def aclose(self) -> None:
-        """Stop the private event loop."""
-        await anyio.to_thread.run_sync(self._loop.stop)
+        """Stop the private event loop (idempotent)."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            await anyio.to_thread.run_sync(loop.stop)
 
 
 BACKEND = ZarrPythonBackend

@@ -72,7 +72,7 @@ class ZarrsPythonBackend(ZarrPythonBackend):
     async def resize(self, array_index: int, first_extent: int) -> None:
         """Grow or trim the unbounded first axis; the pipeline follows the new shape."""
         await super().resize(array_index, first_extent)
-        await self._loop.run(_use_zarrs([self._arrays[array_index]]))
+        await self._run(_use_zarrs([self._arrays[array_index]]), "resize")
 
 
 BACKEND = ZarrsPythonBackend

@@ -6,6 +6,7 @@ construction and assignment; the ones that need dimensions are skipped until tho
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ __all__ = [
     "storage_sorted",
 ]
 
-_STORAGE_KEYS = frozenset({"endpoint", "region"})
+_STORAGE_KEYS = frozenset({"endpoint", "region", "timeout"})
 
 
 def format_from_root(root: str, suffix: str) -> Any:
@@ -68,8 +69,17 @@ def check_root(settings: AcquisitionSettings) -> None:
             raise ValueError("storage_options apply only to s3:// roots")
         if unknown := sorted(set(settings.storage_options) - _STORAGE_KEYS):
             raise ValueError(
-                f"storage_options: unknown keys {unknown}; use 'endpoint' and 'region' "
-                "(credentials come from the AWS environment variables)"
+                f"storage_options: unknown keys {unknown}; use 'endpoint', 'region' and "
+                "'timeout' (credentials come from the AWS environment variables)"
+            )
+        timeout = settings.storage_options.get("timeout", "30")
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            seconds = math.nan
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(
+                f"storage_options: timeout must be a positive number of seconds, got {timeout!r}"
             )
 
 

@@ -105,7 +105,8 @@ class AcquisitionSettings(SettingsModel):
     storage_options: dict[str, str] | None = Field(
         default=None,
         description="For s3:// roots: 'endpoint' and 'region' (default: the standard AWS "
-        "environment variables). Credentials come from the AWS environment or profile.",
+        "environment variables), 'timeout' (seconds one storage request may take, default "
+        "30). Credentials come from the AWS environment or profile.",
     )
     max_buffer_bytes: PositiveInt | None = Field(
         default=None,
