@@ -89,6 +89,7 @@ FULL = {
 
 QUICK = {
     "A": Case("A", "quick A", (("t", 6, 1), ("y", 128, 64), ("x", 128, 64)), 6),
+    "E64": Case("E64", "quick E64", (("t", 40, 1, 8), ("y", 64, 64), ("x", 64, 64)), 40),
     "C": Case("C", "quick C", (("t", 6, 1), ("y", 128, 64), ("x", 128, 64)), 6, "blosc-zstd"),
     "D": Case("D", "quick D", (("t", None, 1), ("y", 64, 64), ("x", 64, 64)), 10),
     "F1": Case(
@@ -96,15 +97,28 @@ QUICK = {
     ),
 }
 
-# Which writers run on which formats. "disk" is measured once per run, not per case.
+# Which writers run on which formats. "disk" is measured once per batch, not per case.
+# ome-stream/*: the async core (`open_stream`); sync/*: our drop-in facade
+# (`create_stream`); ome-writers/*: the peer, run in its own virtualenv; raw/*: the engine
+# alone with the same chunks, shards and codec.
 ZARR_WRITERS = (
     "ome-stream/tensorstore",
     "ome-stream/zarr-python",
+    "ome-stream/acquire-zarr",
+    "sync/tensorstore",
     "ome-writers/tensorstore",
     "ome-writers/zarr-python",
+    "ome-writers/zarrs-python",
+    "ome-writers/acquire-zarr",
     "raw/tensorstore",
+    "raw/acquire-zarr",
 )
-TIFF_WRITERS = ("ome-stream/tifffile", "ome-writers/tifffile", "raw/tifffile")
+TIFF_WRITERS = (
+    "ome-stream/tifffile",
+    "sync/tifffile",
+    "ome-writers/tifffile",
+    "raw/tifffile",
+)
 
 
 def writers_for(case: Case) -> tuple[str, ...]:
