@@ -109,14 +109,13 @@ class AcquireZarrBackend(Backend):
         self._root = Path(layout.settings.output_path)
         self._stream: az.ZarrStream | None = None
         self._keys = [a.array_path for a in layout.arrays]
-        # per array: the next frame number to hand over, and the first not yet appended
-        self._taken = [0] * len(layout.arrays)
-        self._appended = [0] * len(layout.arrays)
+        self._taken = [0] * len(layout.arrays)  # per array: the next frame to hand over
         # frames that arrived before their predecessors (None: skipped, written as zeros)
         self._parked: list[dict[int, np.ndarray | None]] = [{} for _ in layout.arrays]
         self._zeros = np.zeros(layout.frame_shape, layout.dtype)
-        self._running = False  # a batch is in acquire-zarr's hands
-        self._change: anyio.Event | None = None  # set when a batch ends or a frame parks
+        # per array, by frame number: set once the frame is in acquire-zarr's hands
+        self._done: list[dict[int, anyio.Event]] = [{} for _ in layout.arrays]
+        self._running = False  # a write is handing batches over
         self._native_error: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -163,72 +162,74 @@ class AcquireZarrBackend(Backend):
                 ) from err
 
     # ------------------------------------------------------------------ frames
-    def _ready_batch(self) -> list[tuple[int, np.ndarray]]:
+    def _ready_batch(self) -> list[tuple[int, int, np.ndarray]]:
         """Take every parked frame that is next in sequence, per array (loop thread)."""
         batch = []
         for index, parked in enumerate(self._parked):
             number = self._taken[index]
             while number in parked:
                 frame = parked.pop(number)
-                batch.append((index, self._zeros if frame is None else frame))
+                batch.append((index, number, self._zeros if frame is None else frame))
                 number += 1
             self._taken[index] = number
         return batch
 
-    def _append_all(self, batch: list[tuple[int, np.ndarray]]) -> None:
+    def _append_all(self, batch: list[tuple[int, int, np.ndarray]]) -> None:
         """Worker thread: hand ``batch`` to acquire-zarr, in order (it copies each frame)."""
         stream = self._stream
         assert stream is not None
-        for index, frame in batch:
+        for index, _, frame in batch:
             stream.append(frame, key=self._keys[index])
 
-    async def _settle(self, array_index: int, number: int) -> None:
-        """Return once acquire-zarr has taken frame ``number`` of ``array_index``.
+    async def _drive(self) -> None:
+        """Hand over batches until no parked frame is next in sequence; one driver at a time.
 
-        One batch runs at a time; the frames parked meanwhile go in the next one.
+        Each write waits on its own event, set when its batch is in acquire-zarr's hands.
         """
-        while self._appended[array_index] <= number:
-            if self._native_error is not None:
-                raise WriterError(
-                    f"acquire-zarr failed writing {str(self._root)!r}: {self._native_error}"
-                ) from self._native_error
-            batch = [] if self._running else self._ready_batch()
-            if not batch:  # a batch is running, or an earlier frame has not arrived
-                await self._changed().wait()
-                continue
-            self._running = True
-            try:
-                await anyio.to_thread.run_sync(self._append_all, batch)
-                self._appended = list(self._taken)
-            except RuntimeError as err:
-                self._native_error = err
-            finally:
-                self._running = False
-                self._notify()
+        if self._running:
+            return
+        self._running = True
+        try:
+            while batch := self._ready_batch():
+                try:
+                    await anyio.to_thread.run_sync(self._append_all, batch)
+                except RuntimeError as err:
+                    self._native_error = err
+                finally:  # also when cancelled: the thread has finished the batch
+                    for index, number, _ in batch:
+                        event = self._done[index].pop(number, None)
+                        if event is not None:
+                            event.set()
+                if self._native_error is not None:
+                    for waiting in self._done:
+                        for event in waiting.values():
+                            event.set()
+                        waiting.clear()
+                    return
+        finally:
+            self._running = False
 
-    def _changed(self) -> anyio.Event:
-        if self._change is None:
-            self._change = anyio.Event()
-        return self._change
-
-    def _notify(self) -> None:
-        """Wake every write waiting for a batch to end or a frame to be parked."""
-        change, self._change = self._change, None
-        if change is not None:
-            change.set()
+    def _raise_if_failed(self) -> None:
+        if self._native_error is not None:
+            raise WriterError(
+                f"acquire-zarr failed writing {str(self._root)!r}: {self._native_error}"
+            ) from self._native_error
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Append one frame once every frame before it has been appended."""
+        self._raise_if_failed()
         number = self.layout.arrays[array_index].frame_number(origin)
         frame = block.reshape(block.shape[-2:])
         self._parked[array_index][number] = np.ascontiguousarray(frame)
-        self._notify()
-        await self._settle(array_index, number)
+        done = self._done[array_index][number] = anyio.Event()
+        await self._drive()
+        await done.wait()
+        self._raise_if_failed()
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame is appended as zeros, in its place in the sequence."""
         self._parked[array_index][self.layout.arrays[array_index].frame_number(index)] = None
-        self._notify()
+        await self._drive()  # frames after it may be parked, waiting for it
 
     async def resize(self, array_index: int, first_extent: int) -> None:
         """acquire-zarr grows its unbounded axis itself."""
@@ -256,8 +257,8 @@ class AcquireZarrBackend(Backend):
             parked = self._parked[array_index]
             for number in range(self._taken[array_index], total):
                 parked.setdefault(number, None)
-            if total:
-                await self._settle(array_index, total - 1)
+        await self._drive()
+        self._raise_if_failed()
         await self._close_native()
         await self._write_groups(group_documents(self.layout, record))
 
