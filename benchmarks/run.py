@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writers", help="comma-separated writers (default: all installed)")
     parser.add_argument("--json", type=Path, help="write all results and the summary here")
     parser.add_argument("--dir", type=Path, help="where to write (default: a temp dir)")
+    parser.add_argument("--all", action="store_true", help="also the writers in cases.SLOW")
     parser.add_argument(
         "--peer-python", type=Path, help=f"interpreter with ome-writers (default: {PEER_VENV})"
     )
@@ -263,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     needs_peer = any(
         w.startswith("ome-writers/") and (wanted is None or w in wanted)
         for case in selected
-        for w in writers_for(case)
+        for w in writers_for(case, args.all)
     )
     peer = peer_python(args.peer_python) if needs_peer else None
     peer_found = peer_modules(peer) if needs_peer else set()
     plan: dict[str, list[str]] = {}
     for case in selected:
-        for writer in writers_for(case):
+        for writer in writers_for(case, args.all or wanted is not None):
             if wanted and writer not in wanted:
                 continue
             if not available(writer, peer_found):

@@ -324,6 +324,7 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
             q: float(np.percentile(waits, p)) for q, p in (("p50", 50), ("p99", 99), ("max", 100))
         },
         "loop_lag_ms": None if result["loop_lag"] is None else result["loop_lag"] * 1e3,
+        "load_1min": os.getloadavg()[0],
     }
 
 
