@@ -97,7 +97,7 @@ QUICK = {
     ),
 }
 
-# Which writers run on which formats. "disk" is measured once per batch, not per case.
+# Which writers run on which formats. "disk" is measured once before every batch.
 # ome-stream/*: the async core (`open_stream`); sync/*: our drop-in facade
 # (`create_stream`); ome-writers/*: the peer, run in its own virtualenv; raw/*: the engine
 # alone with the same chunks, shards and codec.

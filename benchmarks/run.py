@@ -254,7 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer-python", type=Path, help=f"interpreter with ome-writers (default: {PEER_VENV})"
     )
+    parser.add_argument("--summarize", type=Path, help="print the tables of a .jsonl and stop")
     args = parser.parse_args(argv)
+    if args.summarize:
+        done = [json.loads(line) for line in args.summarize.read_text().splitlines() if line]
+        rows = summarize(done)
+        disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
+        print(table([r for r in rows if r["writer"] != "disk"], disk))
+        print()
+        print(ratio_table(ratios(rows)))
+        return 0
     cases = QUICK if args.quick else FULL
     runs = args.runs or (1 if args.quick else 3)
     selected = [cases[name] for name in (args.cases.split(",") if args.cases else cases)]
@@ -280,16 +289,22 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_before = os.getloadavg()
     results: list[dict[str, Any]] = []
-    for run in range(runs):
-        results.extend(run_batch(cases["A"], ["disk"], out, args.quick, peer))
-        for case in selected:
-            writers = plan.get(case.name, [])
-            if not writers:
-                continue
+
+    def record(new: list[dict[str, Any]]) -> None:
+        results.extend(new)
+        if args.json:  # one result per line as it comes: an interrupted run keeps its data
+            with args.json.with_suffix(".jsonl").open("a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in new)
+
+    # case by case (the runs of a case together), so an interrupted run has whole cases
+    for case in selected:
+        writers = plan.get(case.name, [])
+        for run in range(runs if writers else 0):
+            record(run_batch(cases["A"], ["disk"], out, args.quick, peer))
             shift = run % len(writers)
             order = writers[shift:] + writers[:shift]
             print(f"run {run + 1}/{runs}: {case.name}: {', '.join(order)}", file=sys.stderr)
-            results.extend(run_batch(case, order, out, args.quick, peer))
+            record(run_batch(case, order, out, args.quick, peer))
     rows = summarize(results)
     disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
     entries = ratios(rows)
