@@ -6,10 +6,22 @@ Usage::
     python -m benchmarks.run --cases A,C --runs 5 --json results.json
     python -m benchmarks.run --quick         # tiny sizes: checks the harness works
 
-Every (case, writer) measurement runs in its own process (clean memory baseline); runs
-are interleaved across writers so that machine noise hits them alike. The table shows
-medians with min-max over the runs. Writers that are not installed are skipped with a
-note.
+Every (case, writer) measurement runs in its own process (clean memory baseline).
+
+Fairness:
+
+- **Batches, deleted whole.** One run of one case by every writer is a batch; its outputs
+  go to a fresh directory tree and are deleted together once the batch is over, never
+  between two measured writers. (This disk's ext4 has no journal: after mass deletes its
+  inode allocator makes file creation up to 2x slower for whoever writes next, so
+  per-measurement deletes bias the ratios.) The writer order rotates from run to run, so
+  no writer always comes first after a delete.
+- **The peer in its own environment.** ome-writers 0.3.2 runs with the interpreter of a
+  separate virtualenv (``--peer-python``, built on first use as ``/tmp/bench-ow-venv``
+  with ``pip install ome-writers[all]==0.3.2``), never installed next to ome-stream.
+- The table shows medians with min-max over the runs; the ratios below it are computed
+  from the medians of this run only. Writers that are not installed are skipped with a
+  note.
 """
 
 from __future__ import annotations
@@ -18,47 +30,114 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from benchmarks.cases import FULL, QUICK, Case, writers_for
 
+ROOT = Path(__file__).parent.parent
+PEER_VENV = Path("/tmp/bench-ow-venv")
+PEER_REQUIREMENTS = ("ome-writers[all]==0.3.2", "psutil", "anyio")
+_MODULES = {
+    "tensorstore": "tensorstore",
+    "zarr-python": "zarr",
+    "zarrs-python": "zarrs",
+    "acquire-zarr": "acquire_zarr",
+    "tifffile": "tifffile",
+}
 
-def available(writer: str) -> bool:
+
+def peer_python(requested: Path | None) -> Path | None:
+    """The interpreter that runs ome-writers: ``requested``, or the harness's own venv.
+
+    The venv is built on first use (a few minutes); None if that fails.
+    """
+    if requested is not None:
+        return requested
+    python = PEER_VENV / "bin" / "python"
+    if not python.exists():
+        print(f"building {PEER_VENV} for the ome-writers peer ...", file=sys.stderr)
+        try:
+            base = getattr(sys, "_base_executable", sys.executable)
+            subprocess.run([base, "-m", "venv", str(PEER_VENV)], check=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS],
+                           check=True)  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as err:
+            print(f"cannot build the peer venv: {err}", file=sys.stderr)
+            return None
+    return python
+
+
+def peer_modules(python: Path | None) -> set[str]:
+    """Which of ome-writers and its engines import under ``python``."""
+    if python is None:
+        return set()
+    probe = (
+        "import importlib.util as u, json; "
+        f"print(json.dumps([m for m in {['ome_writers', *_MODULES.values()]!r} "
+        "if u.find_spec(m)]))"
+    )
+    result = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, check=False, timeout=120
+    )
+    if result.returncode != 0:
+        return set()
+    return set(json.loads(result.stdout))
+
+
+def available(writer: str, peer: set[str]) -> bool:
+    """Whether ``writer`` can run here (the ome-writers rows: in the peer's venv)."""
     family, _, backend = writer.partition("/")
-    module = {
-        "ome-writers": "ome_writers",
-        "ome-stream": "ome_stream",
-        "raw": backend,
-        "disk": "os",
-    }[family]
-    if importlib.util.find_spec(module) is None:
+    if family == "disk":
+        return True
+    module = _MODULES[backend]
+    if family == "ome-writers":
+        return {"ome_writers", module} <= peer
+    if family in ("ome-stream", "sync") and importlib.util.find_spec("ome_stream") is None:
         return False
-    if backend == "zarr-python":
-        return importlib.util.find_spec("zarr") is not None
-    return True
+    return importlib.util.find_spec(module) is not None
 
 
-def run_one(case: Case, writer: str, out: Path, quick: bool) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.worker", case.name, writer, str(out)]
+def run_one(case: Case, writer: str, out: Path, quick: bool, peer: Path | None) -> dict[str, Any]:
+    python = str(peer) if writer.startswith("ome-writers/") and peer else sys.executable
+    command = [python, "-m", "benchmarks.worker", case.name, writer, str(out)]
     if quick:
         command.append("--quick")
+    env = dict(os.environ)
+    if python != sys.executable:
+        env.pop("PYTHONPATH", None)  # the peer must not see ome_stream
     result = subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=1800,
-        cwd=Path(__file__).parent.parent,
+        cwd=ROOT,
+        env=env,
         check=False,
     )
     if result.returncode != 0:
         return {"case": case.name, "writer": writer, "error": result.stderr.strip()[-600:]}
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    measured: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return measured
+
+
+def run_batch(
+    case: Case, writers: list[str], out: Path, quick: bool, peer: Path | None
+) -> list[dict[str, Any]]:
+    """Every writer of ``writers`` on ``case`` into a fresh tree, deleted once at the end."""
+    batch = Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=out))
+    try:
+        return [run_one(case, writer, batch, quick, peer) for writer in writers]
+    finally:
+        shutil.rmtree(batch, ignore_errors=True)
+        os.sync()
 
 
 def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,6 +194,52 @@ def table(rows: list[dict[str, Any]], disk: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per case, from medians of this run: ours (best async) vs the best peer, the sync
+    facade vs the async core on the same backend, our acquire-zarr vs acquire-zarr alone."""
+    by_case: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        if "error" not in row and row["writer"] != "disk":
+            by_case[row["case"]][row["writer"]] = row["gb_per_s"]["median"]
+    out = []
+    for case, speeds in by_case.items():
+
+        def best(family: str, speeds: dict[str, float] = speeds) -> tuple[str, float] | None:
+            found = [(w, v) for w, v in speeds.items() if w.startswith(family + "/")]
+            return max(found, key=lambda item: item[1]) if found else None
+
+        ours, peer = best("ome-stream"), best("ome-writers")
+        entry: dict[str, Any] = {"case": case}
+        if ours and peer:
+            entry["ours_vs_peer"] = {"ours": ours[0], "peer": peer[0], "ratio": ours[1] / peer[1]}
+        for writer, speed in speeds.items():
+            if writer.startswith("sync/") and f"ome-stream/{writer[5:]}" in speeds:
+                entry.setdefault("sync_vs_async", {})[writer[5:]] = (
+                    speed / speeds[f"ome-stream/{writer[5:]}"]
+                )
+        if "ome-stream/acquire-zarr" in speeds and "raw/acquire-zarr" in speeds:
+            entry["acquire_zarr_vs_direct"] = (
+                speeds["ome-stream/acquire-zarr"] / speeds["raw/acquire-zarr"]
+            )
+        out.append(entry)
+    return out
+
+
+def ratio_table(entries: list[dict[str, Any]]) -> str:
+    lines = [
+        "| case | ours best / best peer | sync / async (same backend) | "
+        "our acquire-zarr / acquire-zarr alone |",
+        "|---|---|---|---|",
+    ]
+    for e in entries:
+        vs = e.get("ours_vs_peer")
+        first = f"{vs['ratio']:.2f}x ({vs['ours'].split('/')[1]} vs {vs['peer']})" if vs else "-"
+        sync = ", ".join(f"{b} {r:.2f}x" for b, r in e.get("sync_vs_async", {}).items()) or "-"
+        az = e.get("acquire_zarr_vs_direct")
+        lines.append(f"| {e['case']} | {first} | {sync} | {f'{az:.2f}x' if az else '-'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,41 +250,90 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writers", help="comma-separated writers (default: all installed)")
     parser.add_argument("--json", type=Path, help="write all results and the summary here")
     parser.add_argument("--dir", type=Path, help="where to write (default: a temp dir)")
+    parser.add_argument("--all", action="store_true", help="also the writers in cases.SLOW")
+    parser.add_argument(
+        "--peer-python", type=Path, help=f"interpreter with ome-writers (default: {PEER_VENV})"
+    )
+    parser.add_argument("--summarize", type=Path, help="print the tables of a .jsonl and stop")
     args = parser.parse_args(argv)
+    if args.summarize:
+        done = [json.loads(line) for line in args.summarize.read_text().splitlines() if line]
+        rows = summarize(done)
+        disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
+        print(table([r for r in rows if r["writer"] != "disk"], disk))
+        print()
+        print(ratio_table(ratios(rows)))
+        return 0
     cases = QUICK if args.quick else FULL
     runs = args.runs or (1 if args.quick else 3)
     selected = [cases[name] for name in (args.cases.split(",") if args.cases else cases)]
     wanted = set(args.writers.split(",")) if args.writers else None
     out = args.dir or Path(tempfile.mkdtemp(prefix="ome-stream-bench-"))
     out.mkdir(parents=True, exist_ok=True)
-    plan = []
+    needs_peer = any(
+        w.startswith("ome-writers/") and (wanted is None or w in wanted)
+        for case in selected
+        for w in writers_for(case, args.all)
+    )
+    peer = peer_python(args.peer_python) if needs_peer else None
+    peer_found = peer_modules(peer) if needs_peer else set()
+    plan: dict[str, list[str]] = {}
     for case in selected:
-        for writer in writers_for(case):
+        for writer in writers_for(case, args.all or wanted is not None):
             if wanted and writer not in wanted:
                 continue
-            if not available(writer):
+            if not available(writer, peer_found):
                 print(f"skipping {writer}: not installed", file=sys.stderr)
                 continue
-            plan.append((case, writer))
-    disk_case = cases["A"]
+            plan.setdefault(case.name, []).append(writer)
+    started = time.time()
+    load_before = os.getloadavg()
     results: list[dict[str, Any]] = []
-    for run in range(runs):
-        results.append(run_one(disk_case, "disk", out, args.quick))
-        for case, writer in plan:
-            print(f"run {run + 1}/{runs}: {case.name} {writer}", file=sys.stderr)
-            results.append(run_one(case, writer, out, args.quick))
+
+    def record(new: list[dict[str, Any]]) -> None:
+        results.extend(new)
+        if args.json:  # one result per line as it comes: an interrupted run keeps its data
+            with args.json.with_suffix(".jsonl").open("a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in new)
+
+    # case by case (the runs of a case together), so an interrupted run has whole cases
+    for case in selected:
+        writers = plan.get(case.name, [])
+        for run in range(runs if writers else 0):
+            record(run_batch(cases["A"], ["disk"], out, args.quick, peer))
+            shift = run % len(writers)
+            order = writers[shift:] + writers[:shift]
+            print(f"run {run + 1}/{runs}: {case.name}: {', '.join(order)}", file=sys.stderr)
+            record(run_batch(case, order, out, args.quick, peer))
     rows = summarize(results)
     disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
+    entries = ratios(rows)
+    machine = {
+        "cores": os.cpu_count(),
+        "runs": runs,
+        "started_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime(started)),
+        "minutes": round((time.time() - started) / 60, 1),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+    }
     print(
-        f"machine: {os.cpu_count()} cores; runs per measurement: {runs}; "
-        f"disk write+fsync: {disk['gb_per_s']['median']:.3f} GB/s"
-        if disk
-        else ""
+        f"machine: {machine['cores']} cores, load {load_before[0]:.1f} -> "
+        f"{machine['load_after'][0]:.1f}; runs per measurement: {runs}; "
+        f"{machine['minutes']} min"
+        + (f"; disk write+fsync: {disk['gb_per_s']['median']:.3f} GB/s" if disk else "")
     )
     print(table([r for r in rows if r["writer"] != "disk"], disk))
+    print()
+    print(ratio_table(entries))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "summary": rows}, indent=2))
-    return 0 if all("error" not in r for r in rows) else 1
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine, "results": results, "summary": rows, "ratios": entries},
+                indent=2,
+            )
+        )
+    # a peer that refuses a case (ome-writers' TIFF has no zstd) is a finding, not a failure
+    return 0 if all("error" not in r or r["writer"].startswith("ome-writers/") for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -4,15 +4,21 @@ Usage: python -m benchmarks.worker CASE WRITER OUTDIR [--quick]
 
 Frames are generated before anything is timed; the baseline RSS is taken after that, so
 "peak extra memory" is what the writer itself adds. Wall time runs from opening the
-writer until its data is synced to disk (``os.sync``).
+writer until its data is synced to disk (``os.sync``). The output is left in place: the
+runner deletes a whole batch at once, after every writer of the batch has run, so that no
+measured writer pays for the deletes of another (see ``benchmarks/run.py``).
+
+The ome-writers rows run this module with the interpreter of a separate virtualenv, where
+``ome_stream`` is not installed: only ``benchmarks/`` and the camera module are needed.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import resource
-import shutil
 import sys
 import threading
 import time
@@ -23,7 +29,21 @@ import numpy as np
 import psutil
 
 from benchmarks.cases import FULL, QUICK, Case
-from ome_stream._camera import camera_frames
+
+_CAMERA = Path(__file__).parent.parent / "src" / "ome_stream" / "_camera.py"
+
+
+def camera_frames(count: int, shape: tuple[int, int]) -> np.ndarray:
+    """The simulated camera's frames, loaded without importing the ome_stream package."""
+    spec = importlib.util.spec_from_file_location("_bench_camera", _CAMERA)
+    if spec is None or spec.loader is None:  # pragma: no cover - an installed ome-stream
+        from ome_stream._camera import camera_frames as frames
+    else:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        frames = module.camera_frames
+    result: np.ndarray = frames(count, shape)
+    return result
 
 
 class RssSampler:
@@ -68,12 +88,10 @@ def dims_kwargs(case: Case) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ writers
-def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
-    import anyio
+def ome_stream_settings(case: Case, backend: str, root: Path) -> Any:
+    from ome_stream import AcquisitionSettings, Dimension, Pyramid
 
-    from ome_stream import AcquisitionSettings, Dimension, Pyramid, open_stream
-
-    settings = AcquisitionSettings(
+    return AcquisitionSettings(
         root_path=str(root),
         dimensions=[Dimension(**d) for d in dims_kwargs(case)],
         dtype="uint16",
@@ -82,6 +100,15 @@ def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> 
         pyramid=Pyramid(levels=case.pyramid) if case.pyramid else None,
         overwrite=True,
     )
+
+
+def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """The async core: ``open_stream``, fed from a task, a heartbeat task beside it."""
+    import anyio
+
+    from ome_stream import open_stream
+
+    settings = ome_stream_settings(case, backend, root)
     waits: list[float] = []
     worst_lag = 0.0
 
@@ -106,6 +133,21 @@ def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> 
 
     anyio.run(main)
     return {"waits": waits, "loop_lag": worst_lag}
+
+
+def run_sync(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """The drop-in facade: ``create_stream`` called like ome-writers' (frames not copied,
+    as in the async row, so the two differ only by the facade)."""
+    from ome_stream import create_stream
+
+    settings = ome_stream_settings(case, backend, root)
+    waits = []
+    with create_stream(settings) as stream:
+        for i in range(case.frames):
+            before = time.perf_counter()
+            stream.append(frames[i % len(frames)], copy=False)
+            waits.append(time.perf_counter() - before)
+    return {"waits": waits, "loop_lag": None}
 
 
 def run_ome_writers(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
@@ -158,6 +200,40 @@ def run_raw_tensorstore(case: Case, root: Path, frames: np.ndarray) -> dict[str,
     return {"waits": waits, "loop_lag": None}
 
 
+def run_raw_acquire_zarr(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """The engine alone: acquire-zarr with the case's chunks and shards, blosc-zstd level 3
+    (the peers' level), one ``append`` per frame from this thread."""
+    import acquire_zarr as az
+
+    kinds = {"t": az.DimensionType.TIME, "c": az.DimensionType.CHANNEL}
+    dims = [
+        az.Dimension(
+            name=d[0],
+            kind=kinds.get(d[0], az.DimensionType.SPACE),
+            array_size_px=d[1] or 0,
+            chunk_size_px=d[2],
+            shard_size_chunks=d[3] if len(d) > 3 else 1,
+        )
+        for d in case.dims
+    ]
+    array: dict[str, Any] = {"output_key": "0", "dimensions": dims, "data_type": "uint16"}
+    if case.compression:
+        codec = {"blosc-zstd": az.CompressionCodec.BLOSC_ZSTD}[case.compression]
+        array["compression"] = az.CompressionSettings(
+            compressor=az.Compressor.BLOSC1, codec=codec, level=3, shuffle=1
+        )
+    stream = az.ZarrStream(
+        az.StreamSettings(store_path=str(root), arrays=[az.ArraySettings(**array)], overwrite=True)
+    )
+    waits = []
+    for i in range(case.frames):
+        before = time.perf_counter()
+        stream.append(frames[i % len(frames)], key="0")
+        waits.append(time.perf_counter() - before)
+    stream.close()
+    return {"waits": waits, "loop_lag": None}
+
+
 def run_raw_tifffile(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
     """The engine ceiling: tifffile alone, one contiguous BigTIFF series."""
     import tifffile
@@ -191,11 +267,26 @@ def run_disk(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
     return {"waits": [], "loop_lag": None}
 
 
+def preload(writer: str) -> None:
+    """Import the writer's package and engine before anything is timed or sampled."""
+    family, _, backend = writer.partition("/")
+    engine = {"zarr-python": "zarr", "zarrs-python": "zarrs", "acquire-zarr": "acquire_zarr"}
+    if family in ("ome-stream", "sync"):
+        from ome_stream.backends.base import load_backend
+
+        load_backend(backend)
+    elif family == "ome-writers":
+        importlib.import_module("ome_writers")
+    if family != "disk":
+        importlib.import_module(engine.get(backend, backend))
+
+
 def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
     frames = camera_frames(8, case.frame_shape)
     suffix = ".ome.tiff" if case.fmt == "ome-tiff" or writer == "raw/tifffile" else ".ome.zarr"
     root = out / f"{case.name}-{writer.replace('/', '-')}{'' if writer == 'disk' else suffix}"
     family, _, backend = writer.partition("/")
+    preload(writer)
     cpu_before = cpu_seconds()
     with RssSampler() as rss:
         start = time.perf_counter()
@@ -203,20 +294,20 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
             result = run_disk(case, root, frames)
         elif family == "ome-stream":
             result = run_ome_stream(case, backend, root, frames)
+        elif family == "sync":
+            result = run_sync(case, backend, root, frames)
         elif family == "ome-writers":
             result = run_ome_writers(case, backend, root, frames)
         elif writer == "raw/tensorstore":
             result = run_raw_tensorstore(case, root, frames)
+        elif writer == "raw/acquire-zarr":
+            result = run_raw_acquire_zarr(case, root, frames)
         else:
             result = run_raw_tifffile(case, root, frames)
         closed = time.perf_counter()
         os.sync()
         synced = time.perf_counter()
     cpu = cpu_seconds() - cpu_before
-    if root.is_dir():
-        shutil.rmtree(root)
-    elif root.exists():
-        root.unlink()
     waits = np.array(result["waits"] or [0.0]) * 1e3
     nbytes = case.frames * case.frame_bytes
     seconds = synced - start
@@ -233,6 +324,7 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
             q: float(np.percentile(waits, p)) for q, p in (("p50", 50), ("p99", 99), ("max", 100))
         },
         "loop_lag_ms": None if result["loop_lag"] is None else result["loop_lag"] * 1e3,
+        "load_1min": os.getloadavg()[0],
     }
 
 

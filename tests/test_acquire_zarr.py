@@ -4,8 +4,11 @@ and tensorstore; the rest rejected up front with a useful message."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 import tensorstore as ts
@@ -24,6 +27,7 @@ from ome_stream import (
     dims_from_standard_axes,
     open_stream,
 )
+from ome_stream.errors import WriterError
 
 pytestmark = pytest.mark.skipif(
     "acquire-zarr" not in available_backends(),
@@ -64,6 +68,8 @@ async def test_single_image(tmp_path: Path, compression: str | None) -> None:
     if compression:
         codecs = json.dumps(meta["codecs"])
         assert compression.removeprefix("blosc-") in codecs
+        # the peers' levels (ome-writers 0.3.2): zstd 3, lz4 5
+        assert f'"clevel": {3 if compression == "blosc-zstd" else 5}' in codecs
     image = Image.from_zarr(zarr.open_group(str(root), mode="r"))
     assert [a.name for a in image.ome_attributes.multiscales[0].axes] == ["t", "c", "y", "x"]
 
@@ -131,3 +137,101 @@ def test_what_acquire_zarr_cannot_do_is_rejected_up_front() -> None:
             storage_order="acquisition",
             pyramid=Pyramid(levels=2),
         )
+
+
+@pytest.mark.anyio
+async def test_many_frames_in_flight_land_in_sequence(tmp_path: Path) -> None:
+    """Frames in flight together, shards along t, skips anywhere: all in their place."""
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "s.ome.zarr",
+        format="acquire-zarr",
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=8, type="time"),
+            Dimension(name="p", type="position", coords=["A", "B"]),
+            *dims_from_standard_axes({"y": 24, "x": 20}),
+        ],
+    )
+    frames = make_frames(150, (24, 20))
+    skipped = {0, 5, 6, 77, 149}
+    async with open_stream(settings) as stream:
+        assert stream.max_inflight > 1  # several frames are handed over per batch
+        for i, frame in enumerate(frames):
+            if i in skipped:
+                await stream.skip()
+            else:
+                await stream.append(frame)
+    expected = frames.copy()
+    expected[sorted(skipped)] = 0
+    expected = expected.reshape(75, 2, 24, 20)
+    root = tmp_path / "s.ome.zarr"
+    for p, name in enumerate(["A", "B"]):
+        np.testing.assert_array_equal(read_both(root / name / "0"), expected[:, p])
+
+
+@pytest.mark.anyio
+async def test_open_failure_is_a_writer_error(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "long.ome.zarr",
+        format="acquire-zarr",
+        dtype="uint8",
+        dimensions=[  # a series group whose name is longer than a file name may be
+            Dimension(name="p", type="position", coords=["A" * 300, "B"]),
+            *dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
+        ],
+    )
+    with pytest.raises(WriterError, match="cannot create .*long.ome.zarr"):
+        async with open_stream(settings):
+            pass
+
+
+def native_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.anyio
+async def test_cancelling_while_opening_leaks_no_thread(tmp_path: Path) -> None:
+    """Cancelled the moment the dataset appears on disk (mid-open): no thread is left."""
+    dims = dims_from_standard_axes({"t": 4, "y": 64, "x": 64})
+    cancelled_in_open = 0
+    before = native_threads()
+    for i in range(12):
+        root = tmp_path / f"c{i}.ome.zarr"
+        settings = AcquisitionSettings(
+            root_path=root, format="acquire-zarr", dtype="uint16", dimensions=dims
+        )
+        entered = False
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_when_created(root: Path = root) -> None:
+                    while not root.exists():
+                        await anyio.lowlevel.checkpoint()
+                    scope.cancel()
+
+                tg.start_soon(cancel_when_created)
+                async with open_stream(settings) as stream:
+                    entered = True
+                    await stream.append(np.ones((64, 64), "uint16"))
+                    await anyio.sleep(5)  # cancelled here when the open was not
+        cancelled_in_open += not entered
+    await anyio.sleep(0.2)
+    assert cancelled_in_open  # the scenario happened at least once
+    assert native_threads() - before < 4  # 12 leaked backends would show
+
+
+@pytest.mark.anyio
+async def test_flush_says_acquire_zarr_cannot_flush(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "f.ome.zarr",
+        format="acquire-zarr",
+        dtype="uint8",
+        dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
+    )
+    async with open_stream(settings) as stream:
+        await stream.append(np.full((8, 8), 7, "uint8"))
+        with pytest.raises(NotImplementedError, match="cannot flush"):
+            await stream.flush()
+        await stream.append(np.full((8, 8), 8, "uint8"))
+    data = read_both(tmp_path / "f.ome.zarr" / "0")
+    assert data[0].min() == 7 and data[1].min() == 8  # nothing lost by the refusal

@@ -20,8 +20,10 @@ def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
             "--quick",
             "--cases",
             "A,F1",
+            "--runs",
+            "2",
             "--writers",
-            "ome-stream/tensorstore,raw/tensorstore,ome-stream/tifffile",
+            "ome-stream/tensorstore,sync/tensorstore,raw/tensorstore,ome-stream/tifffile",
             "--json",
             str(out),
             "--dir",
@@ -38,10 +40,27 @@ def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     assert "| F1 | ome-stream/tifffile |" in result.stdout
     summary = json.loads(out.read_text())["summary"]
     writers = {(row["case"], row["writer"]) for row in summary}
-    assert {("A", "disk"), ("A", "raw/tensorstore")} <= writers
+    assert {("A", "disk"), ("A", "raw/tensorstore"), ("A", "sync/tensorstore")} <= writers
     row = next(r for r in summary if r["writer"] == "ome-stream/tensorstore")
     assert row["gb_per_s"]["median"] > 0 and row["loop_lag_ms"] is not None
+    assert row["runs"] == 2
+    ratios = {e["case"]: e for e in json.loads(out.read_text())["ratios"]}
+    assert ratios["A"]["sync_vs_async"]["tensorstore"] > 0
+    assert "| A | - | tensorstore" in result.stdout  # the same-run ratio table
     assert not list((tmp_path / "scratch").iterdir())  # outputs are cleaned up
+
+
+def test_batches_delete_only_after_every_writer(tmp_path: Path) -> None:
+    """A batch's outputs stay until its last writer has run, then go all at once."""
+    from benchmarks.cases import QUICK
+    from benchmarks.run import run_batch
+
+    results = run_batch(
+        QUICK["A"], ["raw/tensorstore", "raw/tifffile"], tmp_path, quick=True, peer=None
+    )
+    assert [r["writer"] for r in results] == ["raw/tensorstore", "raw/tifffile"]
+    assert all("error" not in r for r in results), results
+    assert not list(tmp_path.iterdir())
 
 
 def test_soak_smoke(tmp_path: Path) -> None:

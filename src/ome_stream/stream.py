@@ -186,6 +186,11 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         log_closed(self, self._pipeline.failure)
         self._raise_if_failed()
 
+    @property
+    def max_inflight(self) -> int:
+        """How many block writes may be in flight at once (0 before the stream opens)."""
+        return 0 if self._pipeline is None else self._pipeline.max_inflight
+
     async def close(self) -> None:
         """Alias of :meth:`aclose` (the name ``ome-writers`` uses)."""
         await self.aclose()
@@ -260,12 +265,24 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self.live.accepted(first, self._next_frame - first)
 
     async def flush(self) -> None:
-        """Return when every accepted frame is in storage (partial blocks included)."""
+        """Return when every accepted frame is in storage (partial blocks included).
+
+        Raises
+        ------
+        NotImplementedError
+            The backend cannot make frames durable before close (acquire-zarr); the stream
+            stays usable and loses nothing.
+        WriterError
+            A storage failure (e.g. the dataset was deleted under the writer).
+
+        """
         pipeline = self._running()
         await pipeline.flush()
         if pipeline.failure is None and self._backend is not None:
             try:
                 await self._backend.flush()
+            except NotImplementedError:
+                raise  # the backend cannot make frames durable before close: it says so
             except Exception as err:  # e.g. the dataset was deleted under the writer
                 pipeline.fail(err)
         self._raise_if_failed()

@@ -1,71 +1,44 @@
 """OME-Zarr through acquire-zarr's native streaming writer (extra ``acquire-zarr``).
 
 acquire-zarr takes frames strictly in sequence and chunks, compresses and shards them in
-its own C++ threads. Every call into it runs on one dedicated thread, so the event loop
-never blocks and the native stream never sees concurrent calls. It only appends, so the
-storage order must equal the acquisition order (the settings reject anything else).
-The NGFF group documents are ours (the same as the other zarr backends): acquire-zarr
-writes bare arrays.
+its own C++ threads. Writes arrive here concurrently (several frames in flight) and in
+any order; each is parked by its frame number and the frames that are next in sequence
+are handed to acquire-zarr in one batch, in a worker thread, one batch at a time: the
+event loop never blocks, the native stream never sees concurrent calls, and a frame
+costs one ``append`` call plus its share of one thread hand-off. acquire-zarr only
+appends, so the storage order must equal the acquisition order (the settings reject
+anything else). The NGFF group documents are ours (the same as the other zarr
+backends): acquire-zarr writes bare arrays.
+
+acquire-zarr 0.10 has no flush: a frame reaches storage when acquire-zarr completes
+its chunk (its shard, when sharded) or when the stream closes. :meth:`flush` therefore
+raises rather than pretend; see docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import threading
-from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import acquire_zarr as az
+import anyio
 import anyio.to_thread
 import numpy as np
 
-from ome_stream.backends._futures import wait_future
 from ome_stream.backends.base import Backend
+from ome_stream.errors import WriterError
 from ome_stream.metadata.ngff import group_documents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
 
-__all__ = ["AcquireZarrBackend"]
+__all__ = ["AcquireZarrBackend", "native_memory_estimate"]
 
 _KINDS = {"time": "TIME", "channel": "CHANNEL", "space": "SPACE"}
-_CODECS = {"blosc-zstd": "BLOSC_ZSTD", "blosc-lz4": "BLOSC_LZ4"}
-
-
-class _Worker:
-    """One thread that runs every call into acquire-zarr, in submission order."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(
-            target=self._run, name="ome-stream acquire-zarr", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job()
-
-    def submit(self, call: Callable[[], Any]) -> Future[Any]:
-        future: Future[Any] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(call())
-            except BaseException as err:
-                future.set_exception(err)
-
-        self._jobs.put(run)
-        return future
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
+# The peers' codec settings (ome-writers 0.3.2): zstd at level 3, lz4 at level 5.
+_CODECS = {"blosc-zstd": ("BLOSC_ZSTD", 3), "blosc-lz4": ("BLOSC_LZ4", 5)}
 
 
 def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimension:
@@ -96,40 +69,78 @@ def _array_settings(array: ArraySpec, compression: str | None) -> az.ArraySettin
         "data_type": array.dtype,
     }
     if compression in _CODECS:
+        codec, level = _CODECS[compression]
         kwargs["compression"] = az.CompressionSettings(
             compressor=az.Compressor.BLOSC1,
-            codec=getattr(az.CompressionCodec, _CODECS[compression]),
-            level=5,
+            codec=getattr(az.CompressionCodec, codec),
+            level=level,
             shuffle=1,
         )
     return az.ArraySettings(**kwargs)
 
 
-class AcquireZarrBackend(Backend):
-    """Streams every position's frames into acquire-zarr, one frame at a time."""
+def _stream_settings(layout: Layout) -> az.StreamSettings:
+    return az.StreamSettings(
+        store_path=str(layout.settings.output_path),
+        arrays=[_array_settings(a, layout.settings.compression) for a in layout.arrays],
+        overwrite=True,
+    )
 
-    max_inflight = 1  # acquire-zarr appends in sequence
+
+def native_memory_estimate(layout: Layout) -> int:
+    """acquire-zarr's own estimate of what it buffers for ``layout``, in bytes.
+
+    ``StreamSettings.get_maximum_memory_usage`` of acquire-zarr 0.10: about 64 MiB for
+    128 KiB frames, 260-280 MiB for 0.5-8 MiB frames. It comes on top of the stream's
+    ``max_buffer_bytes``, and measured resident memory exceeds it while the disk lags
+    (docs/performance.md has the figures per case).
+    """
+    return int(_stream_settings(layout).get_maximum_memory_usage())
+
+
+class AcquireZarrBackend(Backend):
+    """Streams every position's frames into acquire-zarr, in sequence, in batches."""
+
+    max_inflight = 32  # frames parked here wait for their predecessors, then go in a batch
     frame_blocks = True
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
         self._root = Path(layout.settings.output_path)
-        self._worker = _Worker()
         self._stream: az.ZarrStream | None = None
-        self._next = [0] * len(layout.arrays)  # next frame (flat storage index) per array
+        self._keys = [a.array_path for a in layout.arrays]
+        self._taken = [0] * len(layout.arrays)  # per array: the next frame to hand over
+        # frames that arrived before their predecessors (None: skipped, written as zeros)
+        self._parked: list[dict[int, np.ndarray | None]] = [{} for _ in layout.arrays]
+        self._zeros = np.zeros(layout.frame_shape, layout.dtype)
+        # per array, by frame number: set once the frame is in acquire-zarr's hands
+        self._done: list[dict[int, anyio.Event]] = [{} for _ in layout.arrays]
+        self._running = False  # a write is handing batches over
+        self._native_error: BaseException | None = None
 
+    # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        """Start the native stream and write the empty dataset's group documents."""
-        settings = self.layout.settings
-        stream_settings = az.StreamSettings(
-            store_path=str(self._root),
-            arrays=[_array_settings(a, settings.compression) for a in self.layout.arrays],
-            overwrite=True,
-        )
-        self._stream = await wait_future(
-            self._worker.submit(lambda: az.ZarrStream(stream_settings))
-        )
-        await self._write_groups(group_documents(self.layout))
+        """Start the native stream and write the empty dataset's group documents.
+
+        A failure (or a cancellation) here closes whatever was started: no native
+        thread outlives a stream that did not open.
+        """
+        settings = _stream_settings(self.layout)
+
+        def start() -> None:
+            # assigned in the thread, so a cancelled open still sees (and closes) it
+            self._stream = az.ZarrStream(settings)
+
+        try:
+            try:
+                await anyio.to_thread.run_sync(start)
+            except RuntimeError as err:  # acquire-zarr reports every failure this way
+                raise WriterError(f"acquire-zarr: {err} (its log on stderr says why)") from err
+            await self._write_groups(group_documents(self.layout))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close_native()
+            raise
 
     async def _write_groups(self, docs: dict[str, dict[str, Any]]) -> None:
         def place() -> None:
@@ -138,65 +149,128 @@ class AcquireZarrBackend(Backend):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(json.dumps(doc, indent=2))
 
-        await wait_future(self._worker.submit(place))
+        await anyio.to_thread.run_sync(place)
 
-    async def _append(self, array_index: int, number: int, frame: np.ndarray | None) -> None:
+    async def _close_native(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                await anyio.to_thread.run_sync(stream.close)
+            except RuntimeError as err:
+                raise WriterError(
+                    f"acquire-zarr failed closing {str(self._root)!r}: {err}"
+                ) from err
+
+    # ------------------------------------------------------------------ frames
+    def _ready_batch(self) -> list[tuple[int, int, np.ndarray]]:
+        """Take every parked frame that is next in sequence, per array (loop thread)."""
+        batch = []
+        for index, parked in enumerate(self._parked):
+            number = self._taken[index]
+            while number in parked:
+                frame = parked.pop(number)
+                batch.append((index, number, self._zeros if frame is None else frame))
+                number += 1
+            self._taken[index] = number
+        return batch
+
+    def _append_all(self, batch: list[tuple[int, int, np.ndarray]]) -> None:
+        """Worker thread: hand ``batch`` to acquire-zarr, in order (it copies each frame)."""
         stream = self._stream
         assert stream is not None
-        key = self.layout.arrays[array_index].array_path
-        shape = self.layout.frame_shape
-        dtype = self.layout.dtype
+        for index, _, frame in batch:
+            stream.append(frame, key=self._keys[index])
 
-        def append() -> None:
-            # frames the stream never handed over (skipped) are zeros, keeping alignment
-            while self._next[array_index] < number:
-                stream.append(np.zeros(shape, dtype), key=key)
-                self._next[array_index] += 1
-            if frame is not None:
-                stream.append(np.ascontiguousarray(frame), key=key)
-                self._next[array_index] += 1
+    async def _drive(self) -> None:
+        """Hand over batches until no parked frame is next in sequence; one driver at a time.
 
-        await wait_future(self._worker.submit(append))
+        Each write waits on its own event, set when its batch is in acquire-zarr's hands.
+        """
+        if self._running:
+            return
+        self._running = True
+        try:
+            while batch := self._ready_batch():
+                try:
+                    await anyio.to_thread.run_sync(self._append_all, batch)
+                except RuntimeError as err:
+                    self._native_error = err
+                finally:  # also when cancelled: the thread has finished the batch
+                    for index, number, _ in batch:
+                        event = self._done[index].pop(number, None)
+                        if event is not None:
+                            event.set()
+                if self._native_error is not None:
+                    for waiting in self._done:
+                        for event in waiting.values():
+                            event.set()
+                        waiting.clear()
+                    return
+        finally:
+            self._running = False
+
+    def _raise_if_failed(self) -> None:
+        if self._native_error is not None:
+            raise WriterError(
+                f"acquire-zarr failed writing {str(self._root)!r}: {self._native_error}"
+            ) from self._native_error
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
-        """Append one frame (after zeros for any skipped before it)."""
+        """Append one frame once every frame before it has been appended."""
+        self._raise_if_failed()
         self.layout.contrast.observe(array_index, origin, block)
-        await self._append(
-            array_index,
-            self.layout.arrays[array_index].frame_number(origin),
-            block.reshape(block.shape[-2:]),
-        )
+        number = self.layout.arrays[array_index].frame_number(origin)
+        frame = block.reshape(block.shape[-2:])
+        self._parked[array_index][number] = np.ascontiguousarray(frame)
+        done = self._done[array_index][number] = anyio.Event()
+        await self._drive()
+        await done.wait()
+        self._raise_if_failed()
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
-        """Skipped frames become zeros when the next frame (or the close) comes."""
+        """A skipped frame is appended as zeros, in its place in the sequence."""
+        self._parked[array_index][self.layout.arrays[array_index].frame_number(index)] = None
+        await self._drive()  # frames after it may be parked, waiting for it
 
     async def resize(self, array_index: int, first_extent: int) -> None:
         """acquire-zarr grows its unbounded axis itself."""
+
+    async def flush(self) -> None:
+        """acquire-zarr 0.10 cannot flush: this always raises.
+
+        Raises
+        ------
+        NotImplementedError
+            Always: frames reach storage when their chunk (shard) is complete or when
+            the stream closes, and acquire-zarr offers no call that writes them sooner.
+
+        """
+        raise NotImplementedError(
+            "the acquire-zarr backend cannot flush: acquire-zarr 0.10 writes a frame when "
+            "its chunk (or shard) is complete or the stream closes; close the stream, or "
+            "use the tensorstore or zarr-python backend"
+        )
 
     async def finalize(self, record: AcquisitionRecord) -> None:
         """Pad to whole rows with zeros, close the native stream, write the metadata."""
         for array_index, shape in enumerate(record.final_shapes):
             total = int(np.prod(shape[:-2], dtype=np.int64))
-            await self._append(array_index, total, None)
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            await wait_future(self._worker.submit(stream.close))
+            parked = self._parked[array_index]
+            for number in range(self._taken[array_index], total):
+                parked.setdefault(number, None)
+        await self._drive()
+        self._raise_if_failed()
+        await self._close_native()
         await self._write_groups(group_documents(self.layout, record))
 
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
         """Write every group document from ``record`` (after close)."""
-        root = self._root
-        for path, doc in group_documents(self.layout, record).items():
-            (root / path / "zarr.json").write_text(json.dumps(doc, indent=2))
+        await self._write_groups(group_documents(self.layout, record))
 
     async def aclose(self) -> None:
-        """Close the native stream if still open and stop the worker thread."""
-        stream, self._stream = self._stream, None
-        try:
-            if stream is not None:
-                await wait_future(self._worker.submit(stream.close))
-        finally:
-            await anyio.to_thread.run_sync(self._worker.stop)
+        """Close the native stream if still open (after a failure)."""
+        with anyio.CancelScope(shield=True):
+            await self._close_native()
 
 
 BACKEND = AcquireZarrBackend
