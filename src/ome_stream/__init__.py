@@ -16,8 +16,9 @@ Examples
 """
 
 from ome_stream.backends.registry import available_backends
-from ome_stream.errors import OMEStreamError, WriterError
+from ome_stream.errors import DatasetLockedError, OMEStreamError, UnclosedStreamWarning, WriterError
 from ome_stream.events import CoordUpdate
+from ome_stream.mmcore import OMEStreamHandler
 from ome_stream.settings import (
     AcquisitionSettings,
     Channel,
@@ -44,9 +45,11 @@ __all__ = [
     "AsyncOMEStream",
     "Channel",
     "CoordUpdate",
+    "DatasetLockedError",
     "Dimension",
     "OMEStream",
     "OMEStreamError",
+    "OMEStreamHandler",
     "OmeTiffFormat",
     "OmeZarrFormat",
     "OutputFormat",
@@ -57,6 +60,7 @@ __all__ = [
     "ScratchFormat",
     "StandardAxis",
     "StreamStats",
+    "UnclosedStreamWarning",
     "WriterError",
     "__version__",
     "available_backends",

@@ -20,17 +20,15 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
+from ome_stream.errors import DatasetLockedError
+
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DatasetLockedError", "WriterLock", "acquire", "sibling"]
+__all__ = ["WriterLock", "acquire", "sibling"]
 
 #: Longest file name most filesystems accept.
 _NAME_MAX = 255
-
-
-class DatasetLockedError(FileExistsError):
-    """Another stream (in this or another process) is writing the dataset."""
 
 
 def sibling(path: Path, tag: str) -> Path:

@@ -8,7 +8,7 @@ Bad input raises built-in types (``ValueError`` for a frame of the wrong shape,
 
 from __future__ import annotations
 
-__all__ = ["OMEStreamError", "UnclosedStreamWarning", "WriterError"]
+__all__ = ["DatasetLockedError", "OMEStreamError", "UnclosedStreamWarning", "WriterError"]
 
 
 class OMEStreamError(Exception):
@@ -20,6 +20,14 @@ class WriterError(OMEStreamError, RuntimeError):
 
     Raised from the producer's next ``append``, ``flush`` or from the exit of the stream,
     never at an arbitrary ``await``. Frames written before the failure stay readable.
+    """
+
+
+class DatasetLockedError(OMEStreamError, FileExistsError):
+    """Another stream, in this or another process, is writing the dataset.
+
+    A ``FileExistsError``, raised when a stream opens, with or without ``overwrite``; the
+    message names the process holding the lock. The lock dies with its process.
     """
 
 
