@@ -58,6 +58,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         max_buffer_bytes: int | None = None,
         drain_timeout: float = 600.0,
     ) -> None:
+        settings.validate_stream_ready()  # incomplete settings fail here, as in ome-writers
         self.settings = settings
         self.layout = Layout(settings)
         self.router = FrameRouter(settings)

@@ -31,7 +31,7 @@ from ome_stream.errors import UnclosedStreamWarning
 from ome_stream.stream import AsyncOMEStream
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from concurrent.futures import ThreadPoolExecutor
     from types import TracebackType
 
@@ -315,6 +315,23 @@ class OMEStream:
         return self._async.live.executor
 
     @property
+    def _event_handlers(self) -> dict[str, list[Callable[[Any], object]]]:
+        # the callbacks registered with on(), by kind (an ome-writers private name)
+        return self._async.live.handlers
+
+    @property
+    def _frames_written(self) -> int:
+        # ome-writers' private count of the frames appended or skipped so far
+        return self._async.stats.frames_accepted
+
+    @property
+    def _coord_tracker(self) -> _CoordProgress | None:
+        # ome-writers' private tracker exists once a coordinate callback is registered
+        if not any(kind in self._event_handlers for kind in ("coords_expanded", "coords_changed")):
+            return None
+        return _CoordProgress(self._async)
+
+    @property
     def _backend(self) -> Backend | None:
         # the storage backend; ome-writers' test helpers pass it to their waits (a view
         # needs no wait here: accepted frames are served from memory)
@@ -334,6 +351,22 @@ class OMEStream:
     def closed(self) -> bool:
         """Whether the stream has been closed."""
         return not self._handle.open
+
+
+class _CoordProgress:
+    """Where a stream stands, under the private names ome-writers' tests read."""
+
+    def __init__(self, stream: AsyncOMEStream) -> None:
+        self._stream = stream
+
+    @property
+    def _frames_written(self) -> int:
+        return self._stream.stats.frames_accepted
+
+    def get_coords(self) -> dict[str, Sequence[Any]]:
+        """The coordinates reached so far, by dimension (``CoordUpdate.max_coords``)."""
+        tracker = self._stream.live.tracker
+        return tracker.coords(tracker.reached(self._frames_written))
 
 
 def create_stream(
