@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import threading
 import warnings
 import weakref
@@ -27,6 +28,7 @@ import anyio.lowlevel
 from anyio.from_thread import BlockingPortal
 
 from ome_stream._log import logger
+from ome_stream.backends.scratch import ScratchBackend
 from ome_stream.errors import UnclosedStreamWarning
 from ome_stream.stream import AsyncOMEStream
 
@@ -204,6 +206,10 @@ class OMEStream:
         self._finalizer.atexit = False  # the exit is handled for every open stream at once
         self._portal = self._handle.loop.portal
         self._token = self._handle.loop.token
+        storage = stream._backend
+        if isinstance(storage, ScratchBackend):
+            # weakly: the backend must not keep an unclosed facade from being collected
+            storage.settle = functools.partial(_settle, weakref.ref(self))
 
     def __enter__(self) -> Self:
         return self
@@ -367,6 +373,16 @@ class _CoordProgress:
         """The coordinates reached so far, by dimension (``CoordUpdate.max_coords``)."""
         tracker = self._stream.live.tracker
         return tracker.coords(tracker.reached(self._frames_written))
+
+
+def _settle(ref: weakref.ref[OMEStream]) -> None:
+    """Off the loop, while open: wait until every accepted frame is in storage."""
+    stream = ref()
+    if stream is None:
+        return
+    handle = stream._handle
+    if handle.open and threading.current_thread() is not handle.loop.thread:
+        stream.flush()
 
 
 def create_stream(
