@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import numpy as np
 from anyio.from_thread import BlockingPortal
 
 from ome_stream._log import logger
@@ -236,6 +237,13 @@ class OMEStream:
         copy: bool = True,
     ) -> None:
         """Append the next frame; blocks while the buffer is full (see ``append``)."""
+        if np.ndim(frame) == 1:  # a run of pixels (see AsyncOMEStream.append)
+            self._portal.call(
+                lambda: self._async.append(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                )
+            )
+            return
         # Fast path: while the buffer has room, one call on the loop and no task.
         try:
             anyio.from_thread.run_sync(
