@@ -95,6 +95,29 @@ async def test_past_the_end_and_skip_messages(tmp_path: Path) -> None:
     assert not data[1].any()
 
 
+@pytest.mark.anyio
+async def test_incomplete_settings_are_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    dims = dims_from_standard_axes({"t": 2, "y": 4, "x": 4})
+    no_root = AcquisitionSettings(format="ome-zarr", dimensions=dims, dtype="uint16")
+    with pytest.raises(ValueError, match="root_path is required for ome-zarr format"):
+        create_stream(no_root)
+    with pytest.raises(ValueError, match="root_path is required for ome-tiff format"):
+        open_stream(AcquisitionSettings(format="ome-tiff", dimensions=dims, dtype="uint16"))
+    no_dtype = AcquisitionSettings(root_path=tmp_path / "d.ome.zarr", dimensions=dims)
+    with pytest.raises(ValueError, match="dtype must be set"):
+        create_stream(no_dtype)
+    assert list(tmp_path.iterdir()) == []
+    # completed field by field, the same settings object opens
+    no_dtype.dtype = "uint16"
+    frames = make_frames(2, (4, 4))
+    async with open_stream(no_dtype) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    np.testing.assert_array_equal(read_back(tmp_path / "d.ome.zarr"), frames)
+
+
 # ---------------------------------------------------------------- garbage collection
 def test_a_collected_stream_is_closed_with_a_warning(tmp_path: Path) -> None:
     dims = [Dimension(name="t", count=2), *dims_from_standard_axes({"y": 8, "x": 8})]

@@ -111,8 +111,9 @@ def test_sync_facade_unbounded_growth_and_final_shape(where: str) -> None:
         assert arrays[0].shape == (1, 2, *SHAPE)  # ome-writers: 1 before any frame
         for frame in frames[:41]:
             stream.append(frame)
-        stream.flush()
+        # as in ome-writers, an append shows in the arrays as soon as it returns
         assert arrays[0].shape == (21, 2, *SHAPE)  # rows begun so far, not the capacity
+        np.testing.assert_array_equal(arrays[0][20, 0], frames[40])
         with pytest.raises(IndexError):
             arrays[0][21, 0]
         for frame in frames[41:]:
@@ -124,6 +125,25 @@ def test_sync_facade_unbounded_growth_and_final_shape(where: str) -> None:
         manifest, on_disk = read_files(Path(where))
         assert manifest["position_shapes"] == [[70, 2, *SHAPE]]
         np.testing.assert_array_equal(on_disk[0], expected)
+
+
+def test_sync_appends_show_at_once_in_every_position(where: str) -> None:
+    settings = scratch(where, {"t": None, "p": ["A", "B"], "c": 2, "y": 8, "x": 12})
+    frames = make_frames(12, SHAPE, seed=7)  # 3 time points x 2 positions x 2 channels
+    with create_stream(settings) as stream:
+        arrays = backend_of(stream).get_arrays()
+        for number, frame in enumerate(frames):
+            stream.append(frame)
+            t, p, c = number // 4, number // 2 % 2, number % 2
+            assert arrays[p].shape[0] == t + 1
+            np.testing.assert_array_equal(arrays[p][t, c], frame)
+    expected = frames.reshape(3, 2, 2, *SHAPE)
+    for p in range(2):
+        np.testing.assert_array_equal(np.asarray(arrays[p]), expected[:, p])
+    if where:
+        _, on_disk = read_files(Path(where))
+        for p in range(2):
+            np.testing.assert_array_equal(on_disk[p], expected[:, p])
 
 
 @pytest.mark.anyio

@@ -6,6 +6,7 @@ with the frames in acquisition order.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -587,3 +588,51 @@ def test_sync_append_waits_for_room_within_the_budget(tmp_path: Path, slow_backe
     assert stream.stats.peak_bytes_buffered == 3 * frame_bytes  # it filled, and waited
     assert all(pending <= capacity for pending, capacity in slow_backend.observations)
     np.testing.assert_array_equal(read_zarr(tmp_path / "sync-slow.ome.zarr" / "0"), frames)
+
+
+# ---------------------------------------------------------------- runs of pixels
+@pytest.mark.anyio
+async def test_runs_of_pixels_become_whole_frames(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "runs.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"z": 5, "y": 6, "x": 4}),
+    )
+    frames = make_frames(5, (6, 4))
+    flat = frames.ravel()
+    cuts = [0, 7, 7, 30, 31, 96, 120]  # empty, partial, several frames at once, ...
+    async with open_stream(settings) as stream:
+        for start, stop in itertools.pairwise(cuts):
+            await stream.append(flat[start:stop])
+        assert stream.stats.frames_accepted == 5
+        np.testing.assert_array_equal(await stream.view().read(3), frames[3])
+        with pytest.raises(IndexError, match="would exceed total of 5 frames"):
+            await stream.append(flat[:1])
+    np.testing.assert_array_equal(read_zarr(tmp_path / "runs.ome.zarr" / "0"), frames)
+    np.testing.assert_array_equal(read_ts(tmp_path / "runs.ome.zarr" / "0"), frames)
+
+
+def test_bad_runs_are_refused_and_an_incomplete_frame_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "bad.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": None, "y": 4, "x": 4}),
+    )
+    frames = make_frames(3, (4, 4))
+    flat = frames.ravel()
+    caplog.set_level(logging.WARNING, logger="ome_stream")
+    with create_stream(settings) as stream:
+        stream.append(flat[:10])
+        with pytest.raises(TypeError, match="frame metadata needs a whole frame"):
+            stream.append(flat[10:16], frame_metadata={"exposure_time": 0.01})
+        with pytest.raises(TypeError, match="pixel dtype uint8 does not match"):
+            stream.append(flat[10:16].astype("uint8"))
+        stream.append(flat[10:40])  # the refused runs took nothing
+        stream.append(flat[40:43])  # 8 + 3 pixels: still short of a frame
+        assert stream.stats.frames_accepted == 2
+    stored = read_zarr(tmp_path / "bad.ome.zarr" / "0")
+    np.testing.assert_array_equal(stored, frames[:2])
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("the last 11 pixels appended do not make a whole frame" in m for m in warned)

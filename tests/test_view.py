@@ -242,6 +242,35 @@ def test_coordinate_callbacks(tmp_path: Path) -> None:
     assert not data[2].any()
 
 
+def test_private_progress_names_ome_writers_tests_read(tmp_path: Path) -> None:
+    # ome-writers' own tests look at _frames_written, _event_handlers and _coord_tracker
+    frames = make_frames(5, (8, 8))
+    with create_stream(tc_settings(tmp_path)) as stream:
+        assert stream._coord_tracker is None
+        assert stream._event_handlers == {}
+        stream.append(frames[0])
+        stream.skip()
+        stream.append(frames[2])
+        assert stream._frames_written == 3
+        stream.on("frames_written", print)
+        assert stream._coord_tracker is None  # only coordinate callbacks create it
+        stream.on("coords_changed", print)
+        assert stream._event_handlers["coords_changed"] == [print]
+        tracker = stream._coord_tracker
+        assert tracker is not None
+        assert tracker._frames_written == 3
+        coords = tracker.get_coords()
+        assert coords["t"] == range(2)
+        assert coords["c"] == ["DAPI", "GFP"]
+        assert coords["y"] == range(8)
+        stream.append(frames[3])
+        stream.append(frames[4])
+        assert stream._coord_tracker.get_coords()["t"] == range(3)
+    data = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
+    np.testing.assert_array_equal(data.reshape(6, 8, 8)[[0, 2, 3, 4]], frames[[0, 2, 3, 4]])
+    assert not data[0, 1].any()
+
+
 @pytest.mark.anyio
 async def test_async_view_callbacks_and_close_alias(tmp_path: Path) -> None:
     frames = make_frames(6, (8, 8))
@@ -285,3 +314,27 @@ def test_views_of_a_compressed_tiff_live_and_after_close(tmp_path: Path) -> None
         stored = tif.asarray().reshape(3, 2, 8, 8)
     np.testing.assert_array_equal(stored.reshape(6, 8, 8), frames)
     np.testing.assert_array_equal(np.asarray(stream.view()), stored)
+
+
+def test_out_of_range_position_is_named_in_the_index_error(tmp_path: Path) -> None:
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "pos.ome.zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="p", type="position", coords=["a", "b"]),
+            *dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
+        ],
+    )
+    frames = make_frames(4, (4, 4), dtype="uint8")
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+        view = stream.view(dynamic_shape=False)
+        for bad in (2, -3):
+            with pytest.raises(IndexError, match=f"Position index {bad} is out of bounds"):
+                view[bad, 0]
+        with pytest.raises(IndexError, match=r"^index 2 is out of bounds for axis 1"):
+            view[0, 2]
+        np.testing.assert_array_equal(view[-1, 1], frames[3])
+    stored = zarr.open_array(str(tmp_path / "pos.ome.zarr" / "b" / "0"), mode="r")[...]
+    np.testing.assert_array_equal(stored, frames[2:])

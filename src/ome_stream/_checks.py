@@ -1,11 +1,13 @@
-"""What ``append`` and ``skip`` check before anything is queued."""
+"""What ``append`` and ``skip`` check before anything is queued, and runs of pixels."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream._log import logger
 from ome_stream._metadata_api import check_frame_metadata
 
 if TYPE_CHECKING:
@@ -13,7 +15,7 @@ if TYPE_CHECKING:
 
     from ome_stream.layout import Layout
 
-__all__ = ["check_frame", "check_room"]
+__all__ = ["PixelRuns", "check_frame", "check_room"]
 
 
 def check_room(total: int | None, next_frame: int, operation: str, frames: int = 1) -> None:
@@ -54,3 +56,66 @@ def check_frame(
     if not isinstance(extra, dict):
         raise TypeError(f"metadata must be a dict, got {type(extra).__name__}")
     return pixels, check_frame_metadata(extra)
+
+
+class PixelRuns:
+    """Whole frames cut from 1-D runs of pixels in acquisition order.
+
+    ome-writers' acquire-zarr backend takes buffers of any length and concatenates their
+    C-ordered pixels. Here a run's pixels join those left over from the previous run, and
+    every whole frame they complete is appended as a frame, so frame numbers, events and
+    the view stay exact on every backend. Pixels short of a whole frame wait for the next
+    run; :attr:`pending` says how many.
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+        self._frame_pixels = math.prod(layout.frame_shape)
+        self._partial = np.empty(0, layout.dtype)
+
+    @property
+    def pending(self) -> int:
+        """Pixels waiting for the rest of their frame."""
+        return int(self._partial.size)
+
+    def log_incomplete(self, where: str) -> None:
+        """At close: log the pixels that never made a whole frame (they are not written)."""
+        if self._partial.size:
+            logger.warning(
+                "closing %s: the last %d pixels appended do not make a whole frame and "
+                "were not written",
+                where,
+                self._partial.size,
+            )
+
+    def cut(
+        self,
+        run: np.ndarray,
+        metadata: dict[str, Any] | None,
+        total: int | None,
+        next_frame: int,
+    ) -> np.ndarray:
+        """The whole frames ``run`` completes, shape ``(n, *frame_shape)`` (new memory).
+
+        Raises, taking nothing, if the run has the wrong dtype, carries metadata (which
+        frame would it describe?), or would exceed a bounded acquisition.
+        """
+        layout = self._layout
+        if metadata is not None:
+            raise TypeError(
+                "frame metadata needs a whole frame: append a frame of shape "
+                f"{layout.frame_shape} to attach metadata, not a run of {run.size} pixels"
+            )
+        if run.dtype != layout.dtype:
+            raise TypeError(
+                f"pixel dtype {run.dtype} does not match the acquisition dtype "
+                f"{layout.dtype}; convert it first (e.g. run.astype('{layout.dtype}'))"
+            )
+        pixels = np.concatenate((self._partial, run))
+        count, rest = divmod(pixels.size, self._frame_pixels)
+        needed = count + (1 if rest else 0)
+        if needed:
+            check_room(total, next_frame + needed - 1, "append frame")
+        whole = count * self._frame_pixels
+        self._partial = pixels[whole:].copy()
+        return pixels[:whole].reshape(count, *layout.frame_shape)

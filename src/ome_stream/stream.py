@@ -14,8 +14,9 @@ import time
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import numpy as np
 
-from ome_stream._checks import check_frame, check_room
+from ome_stream._checks import PixelRuns, check_frame, check_room
 from ome_stream._lifecycle import spawn_service, warn_unclosed
 from ome_stream._live import LiveAPI, LiveData
 from ome_stream._log import log_closed, log_closing, log_opening, logger
@@ -31,7 +32,6 @@ from ome_stream.router import FrameRouter
 if TYPE_CHECKING:
     from types import TracebackType
 
-    import numpy as np
     from numpy.typing import ArrayLike
 
     from ome_stream.settings import AcquisitionSettings
@@ -58,6 +58,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         max_buffer_bytes: int | None = None,
         drain_timeout: float = 600.0,
     ) -> None:
+        settings.validate_stream_ready()  # incomplete settings fail here, as in ome-writers
         self.settings = settings
         self.layout = Layout(settings)
         self.router = FrameRouter(settings)
@@ -78,6 +79,8 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self._lease = TargetLease()
         """The lock on the dataset, held until close (see ``_target``)."""
         self._next_frame = 0
+        self._runs = PixelRuns(self.layout)
+        """Pixels of runs appended short of a whole frame (see ``append``)."""
         self._state = "new"
         self._closed: anyio.Event
 
@@ -165,6 +168,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
             return
         self._state = "closing"
         assert self._backend is not None and self._pipeline is not None
+        self._runs.log_incomplete(self.output_path)
         log_closing(self)
         with anyio.CancelScope(shield=True):
             await self._pipeline.drain(self.drain_timeout)
@@ -209,7 +213,12 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         Parameters
         ----------
         frame
-            A 2-D array of the frame shape and the settings' dtype (any memory order).
+            A 2-D array of the frame shape and the settings' dtype (any memory order);
+            or a 1-D run of pixels in C order, of any length: with the pixels left over
+            from earlier runs, every whole frame it completes is appended (as
+            ``ome-writers``' acquire-zarr backend takes buffers of any size). A run
+            carries no metadata; pixels short of a whole frame at close are not written
+            (logged). Cancelled while waiting, a run has appended a prefix of its frames.
         metadata
             Optional per-frame metadata: ``delta_t``, ``exposure_time``, ``position_x``,
             ``position_y``, ``position_z`` (numbers), or any JSON value under any other
@@ -231,6 +240,13 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
             Storage failed; frames written before the failure remain readable.
 
         """
+        if np.ndim(frame) == 1:
+            self._running()
+            run = np.asarray(frame)
+            extra = metadata if metadata is not None else frame_metadata
+            for whole in self._runs.cut(run, extra, self.router.num_frames, self._next_frame):
+                await self.append(whole, copy=False)  # cut frames are the stream's own
+            return
         pixels, extra = self._validate(frame, metadata, frame_metadata)
         self._check_room("append frame")
         pipeline = self._running()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import threading
 import warnings
 import weakref
@@ -24,14 +25,16 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import numpy as np
 from anyio.from_thread import BlockingPortal
 
 from ome_stream._log import logger
+from ome_stream.backends.scratch import ScratchBackend
 from ome_stream.errors import UnclosedStreamWarning
 from ome_stream.stream import AsyncOMEStream
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
     from concurrent.futures import ThreadPoolExecutor
     from types import TracebackType
 
@@ -204,6 +207,10 @@ class OMEStream:
         self._finalizer.atexit = False  # the exit is handled for every open stream at once
         self._portal = self._handle.loop.portal
         self._token = self._handle.loop.token
+        storage = stream._backend
+        if isinstance(storage, ScratchBackend):
+            # weakly: the backend must not keep an unclosed facade from being collected
+            storage.settle = functools.partial(_settle, weakref.ref(self))
 
     def __enter__(self) -> Self:
         return self
@@ -230,6 +237,13 @@ class OMEStream:
         copy: bool = True,
     ) -> None:
         """Append the next frame; blocks while the buffer is full (see ``append``)."""
+        if np.ndim(frame) == 1:  # a run of pixels (see AsyncOMEStream.append)
+            self._portal.call(
+                lambda: self._async.append(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                )
+            )
+            return
         # Fast path: while the buffer has room, one call on the loop and no task.
         try:
             anyio.from_thread.run_sync(
@@ -315,6 +329,23 @@ class OMEStream:
         return self._async.live.executor
 
     @property
+    def _event_handlers(self) -> dict[str, list[Callable[[Any], object]]]:
+        # the callbacks registered with on(), by kind (an ome-writers private name)
+        return self._async.live.handlers
+
+    @property
+    def _frames_written(self) -> int:
+        # ome-writers' private count of the frames appended or skipped so far
+        return self._async.stats.frames_accepted
+
+    @property
+    def _coord_tracker(self) -> _CoordProgress | None:
+        # ome-writers' private tracker exists once a coordinate callback is registered
+        if not any(kind in self._event_handlers for kind in ("coords_expanded", "coords_changed")):
+            return None
+        return _CoordProgress(self._async)
+
+    @property
     def _backend(self) -> Backend | None:
         # the storage backend; ome-writers' test helpers pass it to their waits (a view
         # needs no wait here: accepted frames are served from memory)
@@ -334,6 +365,32 @@ class OMEStream:
     def closed(self) -> bool:
         """Whether the stream has been closed."""
         return not self._handle.open
+
+
+class _CoordProgress:
+    """Where a stream stands, under the private names ome-writers' tests read."""
+
+    def __init__(self, stream: AsyncOMEStream) -> None:
+        self._stream = stream
+
+    @property
+    def _frames_written(self) -> int:
+        return self._stream.stats.frames_accepted
+
+    def get_coords(self) -> dict[str, Sequence[Any]]:
+        """The coordinates reached so far, by dimension (``CoordUpdate.max_coords``)."""
+        tracker = self._stream.live.tracker
+        return tracker.coords(tracker.reached(self._frames_written))
+
+
+def _settle(ref: weakref.ref[OMEStream]) -> None:
+    """Off the loop, while open: wait until every accepted frame is in storage."""
+    stream = ref()
+    if stream is None:
+        return
+    handle = stream._handle
+    if handle.open and threading.current_thread() is not handle.loop.thread:
+        stream.flush()
 
 
 def create_stream(

@@ -70,12 +70,16 @@ class CoordsSignal:
 
 
 def _normalize(
-    key: Any, shape: tuple[int, ...], slice_shape: tuple[int, ...] | None = None
+    key: Any,
+    shape: tuple[int, ...],
+    slice_shape: tuple[int, ...] | None = None,
+    *,
+    position_axis: int | None = None,
 ) -> list[int | range]:
     """Basic numpy indexing (ints, slices, Ellipsis) → an int or a range per axis.
 
-    Integers are checked against ``shape``; slices are cut to ``slice_shape`` (default
-    ``shape``).
+    Integers are checked against ``shape`` (an error on ``position_axis`` says "Position
+    index", as ome-writers does); slices are cut to ``slice_shape`` (default ``shape``).
     """
     slice_shape = shape if slice_shape is None else slice_shape
     items = key if isinstance(key, tuple) else (key,)
@@ -98,7 +102,10 @@ def _normalize(
         elif isinstance(item, int | np.integer):
             index = int(item)
             if not -size <= index < size:
-                raise IndexError(f"index {index} is out of bounds for axis {axis} with size {size}")
+                what = "Position index" if axis == position_axis else "index"
+                raise IndexError(
+                    f"{what} {index} is out of bounds for axis {axis} with size {size}"
+                )
             out.append(index % size)
         else:
             raise TypeError(f"the view supports ints, slices and '...', not {type(item).__name__}")
@@ -234,7 +241,12 @@ class StreamView:
             key = self._check_live(key)
         # slices cover the shape the view reports; integers reach the whole acquisition
         # (slots not acquired yet read 0)
-        selection = _normalize(key, full, self.shape if self._dynamic else full)
+        selection = _normalize(
+            key,
+            full,
+            self.shape if self._dynamic else full,
+            position_axis=self._settings.position_dimension_index,
+        )
         return _Selection(selection, self.dtype, self._router, self._source.frames_accepted)
 
     def _check_live(self, key: Any) -> Any:

@@ -35,6 +35,8 @@ from ome_stream.backends.base import Backend
 from ome_stream.settings import ScratchFormat
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ome_stream.layout import AcquisitionRecord, Layout
     from ome_stream.settings import AcquisitionSettings
 
@@ -120,6 +122,10 @@ def _memmap(path: Path, dtype: np.dtype[Any], shape: tuple[int, ...], mode: str)
     return mapped
 
 
+def _nothing() -> None:
+    return None
+
+
 class ScratchArray:
     """A live, read-only view of one position's array, clipped to what was acquired.
 
@@ -137,6 +143,7 @@ class ScratchArray:
     @property
     def shape(self) -> tuple[int, ...]:
         """The acquired shape."""
+        self._backend.settle()
         return tuple(self._backend.logical_shapes[self._position])
 
     @property
@@ -156,8 +163,9 @@ class ScratchArray:
         raise TypeError("scratch arrays are read-only; append frames to the stream instead")
 
     def __getitem__(self, key: Any) -> Any:
+        shape = self.shape
         backing = self._backend.backing(self._position)
-        clipped = backing[tuple(slice(0, n) for n in self.shape)]
+        clipped = backing[tuple(slice(0, n) for n in shape)]
         result = clipped[key]
         if isinstance(result, np.ndarray):
             result = result.copy() if self._backend.on_disk else result.view()
@@ -201,6 +209,10 @@ class ScratchBackend(Backend):
         self._global_metadata: dict[str, Any] = {}
         self._settings = _manifest_settings(settings)
         self._finalized = False
+        self.settle: Callable[[], None] = _nothing
+        """Called before a :class:`ScratchArray` is read: the synchronous stream sets it
+        to wait until every accepted frame is stored, so that, as in ome-writers, an
+        array from :meth:`get_arrays` shows each frame as soon as ``append`` returns."""
 
     # ------------------------------------------------------------------ storage
     @property
