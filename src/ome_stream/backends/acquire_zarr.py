@@ -5,10 +5,17 @@ its own C++ threads. Writes arrive here concurrently (several frames in flight) 
 any order; each is parked by its frame number and the frames that are next in sequence
 are handed to acquire-zarr in one batch, in a worker thread, one batch at a time: the
 event loop never blocks, the native stream never sees concurrent calls, and a frame
-costs one ``append`` call plus its share of one thread hand-off. acquire-zarr only
-appends, so the storage order must equal the acquisition order (the settings reject
-anything else). The NGFF group documents are ours (the same as the other zarr
-backends): acquire-zarr writes bare arrays.
+costs one ``append`` call plus its share of one thread hand-off. The NGFF group
+documents are ours (the same as the other zarr backends): acquire-zarr writes bare
+arrays.
+
+acquire-zarr only appends, in the order its dimensions are declared; it transposes to
+another storage order itself (``storage_dimension_order``), as long as the first
+dimension stays first. So a ``storage_order`` other than the acquisition order is
+declared in acquisition order, each frame numbered by its place in the acquisition, and
+acquire-zarr files it at its storage index. An order that moves the first acquisition
+dimension would need every frame held until the end; it is refused when the stream
+opens (acquire-zarr 0.10 refuses it too).
 
 acquire-zarr 0.10 has no flush: a frame reaches storage when acquire-zarr completes
 its chunk (its shard, when sharded) or when the stream closes. :meth:`flush` therefore
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
 
-__all__ = ["AcquireZarrBackend", "native_memory_estimate"]
+__all__ = ["AcquireZarrBackend", "acquisition_axes", "native_memory_estimate"]
 
 _KINDS = {"time": "TIME", "channel": "CHANNEL", "space": "SPACE"}
 # The peers' codec settings (ome-writers 0.3.2): zstd at level 3, lz4 at level 5.
@@ -56,18 +63,49 @@ def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimensio
     return az.Dimension(**kwargs)
 
 
-def _array_settings(array: ArraySpec, compression: str | None) -> az.ArraySettings:
-    dims = [
-        _dimension(d, c, s // c, n)
-        for d, c, s, n in zip(
-            array.dims, array.chunk_shape, array.shard_shape, array.shape, strict=True
+def acquisition_axes(layout: Layout) -> tuple[int, ...]:
+    """The storage axes in the order acquire-zarr is given them (acquisition order).
+
+    Frames arrive in acquisition order and acquire-zarr places them by their order of
+    arrival, so its dimensions are declared in acquisition order (the frame axes last)
+    and it transposes to the storage order.
+
+    Raises
+    ------
+    ValueError
+        The storage order moves the first acquisition dimension, which acquire-zarr
+        cannot transpose (it would take holding every frame until the last one).
+
+    """
+    stored = layout.arrays[0].dim_names[:-2]
+    acquired = [d.name for d in layout.settings.index_dimensions]
+    if stored and stored[0] != acquired[0]:
+        suggested = [acquired[0], *(name for name in stored if name != acquired[0])]
+        raise ValueError(
+            f"storage_order {layout.settings.storage_order!r} stores the dimensions as "
+            f"{list(stored)}, but the first acquisition dimension {acquired[0]!r} must stay "
+            "first on the 'acquire-zarr' backend (acquire-zarr appends frames and cannot "
+            f"move its first dimension); store them as {suggested} or use the tensorstore "
+            "or zarr-python backend"
         )
+    n = len(stored)
+    return (*(stored.index(name) for name in acquired), n, n + 1)
+
+
+def _array_settings(
+    array: ArraySpec, compression: str | None, axes: tuple[int, ...]
+) -> az.ArraySettings:
+    dims = [
+        _dimension(array.dims[i], c, s // c, array.shape[i])
+        for i, c, s in ((i, array.chunk_shape[i], array.shard_shape[i]) for i in axes)
     ]
     kwargs: dict[str, Any] = {
         "output_key": array.array_path,
         "dimensions": dims,
         "data_type": array.dtype,
     }
+    if list(axes) != sorted(axes):
+        kwargs["storage_dimension_order"] = list(array.dim_names)
     if compression in _CODECS:
         codec, level = _CODECS[compression]
         kwargs["compression"] = az.CompressionSettings(
@@ -80,9 +118,11 @@ def _array_settings(array: ArraySpec, compression: str | None) -> az.ArraySettin
 
 
 def _stream_settings(layout: Layout) -> az.StreamSettings:
+    axes = acquisition_axes(layout)
+    compression = layout.settings.compression
     return az.StreamSettings(
         store_path=str(layout.settings.output_path),
-        arrays=[_array_settings(a, layout.settings.compression) for a in layout.arrays],
+        arrays=[_array_settings(a, compression, axes) for a in layout.arrays],
         overwrite=True,
     )
 
@@ -106,6 +146,7 @@ class AcquireZarrBackend(Backend):
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
+        self._axes = acquisition_axes(layout)[:-2]  # refuses an order it cannot store
         self._root = Path(layout.settings.output_path)
         self._stream: az.ZarrStream | None = None
         self._keys = [a.array_path for a in layout.arrays]
@@ -215,11 +256,23 @@ class AcquireZarrBackend(Backend):
                 f"acquire-zarr failed writing {str(self._root)!r}: {self._native_error}"
             ) from self._native_error
 
+    def _number(self, array_index: int, index: tuple[int, ...]) -> int:
+        """The frame at storage ``index``'s place in the acquisition: when it is appended.
+
+        The first axis (which may be unbounded) is first in both orders, so its extent
+        does not enter the computation.
+        """
+        shape = self.layout.arrays[array_index].shape
+        number = 0
+        for axis in self._axes:
+            number = number * shape[axis] + index[axis]
+        return number
+
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Append one frame once every frame before it has been appended."""
         self._raise_if_failed()
         self.layout.contrast.observe(array_index, origin, block)
-        number = self.layout.arrays[array_index].frame_number(origin)
+        number = self._number(array_index, origin)
         frame = block.reshape(block.shape[-2:])
         self._parked[array_index][number] = np.ascontiguousarray(frame)
         done = self._done[array_index][number] = anyio.Event()
@@ -229,7 +282,7 @@ class AcquireZarrBackend(Backend):
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame is appended as zeros, in its place in the sequence."""
-        self._parked[array_index][self.layout.arrays[array_index].frame_number(index)] = None
+        self._parked[array_index][self._number(array_index, index)] = None
         await self._drive()  # frames after it may be parked, waiting for it
 
     async def resize(self, array_index: int, first_extent: int) -> None:
