@@ -101,7 +101,6 @@ def image_paths(root: Path) -> list[Path]:
     return [root / s for s in series]
 
 
-# acquire-zarr appends in acquisition order only: it refuses storage_order="ome" for t, z, c
 SCENARIOS = [
     "single_5d_image",
     "transposed_order",

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
 
-__all__ = ["AcquireZarrBackend", "acquisition_axes", "native_memory_estimate"]
+__all__ = ["AcquireZarrBackend", "native_memory_estimate"]
 
 _KINDS = {"time": "TIME", "channel": "CHANNEL", "space": "SPACE"}
 # The peers' codec settings (ome-writers 0.3.2): zstd at level 3, lz4 at level 5.
@@ -63,7 +63,7 @@ def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimensio
     return az.Dimension(**kwargs)
 
 
-def acquisition_axes(layout: Layout) -> tuple[int, ...]:
+def _acquisition_axes(layout: Layout) -> tuple[int, ...]:
     """The storage axes in the order acquire-zarr is given them (acquisition order).
 
     Frames arrive in acquisition order and acquire-zarr places them by their order of
@@ -96,8 +96,13 @@ def _array_settings(
     array: ArraySpec, compression: str | None, axes: tuple[int, ...]
 ) -> az.ArraySettings:
     dims = [
-        _dimension(array.dims[i], c, s // c, array.shape[i])
-        for i, c, s in ((i, array.chunk_shape[i], array.shard_shape[i]) for i in axes)
+        _dimension(
+            array.dims[i],
+            array.chunk_shape[i],
+            array.shard_shape[i] // array.chunk_shape[i],
+            array.shape[i],
+        )
+        for i in axes
     ]
     kwargs: dict[str, Any] = {
         "output_key": array.array_path,
@@ -118,7 +123,7 @@ def _array_settings(
 
 
 def _stream_settings(layout: Layout) -> az.StreamSettings:
-    axes = acquisition_axes(layout)
+    axes = _acquisition_axes(layout)
     compression = layout.settings.compression
     return az.StreamSettings(
         store_path=str(layout.settings.output_path),
@@ -146,7 +151,7 @@ class AcquireZarrBackend(Backend):
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
-        self._axes = acquisition_axes(layout)[:-2]  # refuses an order it cannot store
+        self._axes = _acquisition_axes(layout)[:-2]  # refuses an order it cannot store
         self._root = Path(layout.settings.output_path)
         self._stream: az.ZarrStream | None = None
         self._keys = [a.array_path for a in layout.arrays]
