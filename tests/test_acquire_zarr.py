@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +29,7 @@ from ome_stream import (
     open_stream,
 )
 from ome_stream.errors import WriterError
+from ome_stream.layout import Layout
 
 pytestmark = pytest.mark.skipif(
     "acquire-zarr" not in available_backends(),
@@ -188,30 +190,88 @@ def test_storage_order_list_keeps_chunks_per_dimension_sync(tmp_path: Path) -> N
     assert opened.shards == (1, 6, 2, 8, 8)
 
 
-@pytest.mark.anyio
-async def test_storage_order_moving_the_first_dimension_is_refused_at_open(
-    tmp_path: Path,
-) -> None:
-    """c, t stored t, c: valid settings, but acquire-zarr cannot move its first axis."""
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "r.ome.zarr",
+def channel_first(tmp_path: Path, **kwargs: Any) -> AcquisitionSettings:
+    """Acquired c, t (and maybe positions), stored t, c: acquire-zarr's first axis moves."""
+    return AcquisitionSettings(
+        root_path=tmp_path / "h.ome.zarr",
         format="acquire-zarr",
         dtype="uint16",
+        storage_order="ome",
+        **kwargs,
+    )
+
+
+@pytest.mark.anyio
+async def test_order_moving_the_first_dimension_holds_frames(tmp_path: Path) -> None:
+    """c, t stored t, c: frames wait until their predecessors in storage order arrive.
+
+    More frames wait (38 per position) than the stream keeps in flight (32).
+    """
+    from ome_stream.backends.acquire_zarr import frames_held
+
+    settings = channel_first(
+        tmp_path,
         dimensions=[
             Dimension(name="c", count=3, type="channel"),
-            Dimension(name="t", count=4, type="time"),
-            *dims_from_standard_axes({"y": 8, "x": 8}),
+            Dimension(name="p", type="position", coords=["A", "B"]),
+            Dimension(name="t", count=20, chunk_size=2, type="time"),
+            *dims_from_standard_axes({"y": 8, "x": 6}),
         ],
-        storage_order="ome",
     )
     assert [d.name for d in settings.storage_index_dimensions] == ["t", "c"]
+    # per position, the worst moment holds c0 and c1 at t1..t19
+    assert frames_held(Layout(settings)) == 2 * 38
+    frames = make_frames(3 * 2 * 20, (8, 6))
+    skipped = {9, 100}
+    async with open_stream(settings) as stream:
+        for i, frame in enumerate(frames):
+            if i in skipped:
+                await stream.skip()
+            else:
+                await stream.append(frame)
+    expected = frames.copy()
+    expected[sorted(skipped)] = 0
+    acquired = expected.reshape(3, 2, 20, 8, 6)
+    for p, name in enumerate(["A", "B"]):
+        stored = np.transpose(acquired[:, p], (1, 0, 2, 3))  # c, t -> t, c
+        array = tmp_path / "h.ome.zarr" / name / "0"
+        np.testing.assert_array_equal(read_both(array), stored)
+        assert json.loads((array / "zarr.json").read_text())["dimension_names"] == [
+            "t",
+            "c",
+            "y",
+            "x",
+        ]
+
+
+@pytest.mark.anyio
+async def test_frames_held_beyond_the_buffer_budget_are_refused_at_open(
+    tmp_path: Path,
+) -> None:
+    """The held frames must fit max_buffer_bytes: at the limit it opens, one byte less not."""
+    dims = [
+        Dimension(name="c", count=3, type="channel"),
+        Dimension(name="t", count=4, type="time"),
+        *dims_from_standard_axes({"y": 8, "x": 8}),
+    ]
+    held_bytes = 6 * 8 * 8 * 2  # (c - 1) * (t - 1) frames of uint16
+    fits = channel_first(tmp_path, dimensions=dims, max_buffer_bytes=held_bytes)
+    frames = make_frames(12, (8, 8))
+    async with open_stream(fits) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    stored = np.transpose(frames.reshape(3, 4, 8, 8), (1, 0, 2, 3))
+    np.testing.assert_array_equal(read_both(tmp_path / "h.ome.zarr" / "0"), stored)
+
+    refused = channel_first(tmp_path / "x", dimensions=dims, max_buffer_bytes=held_bytes - 1)
     with pytest.raises(
         ValueError,
-        match=r"first acquisition dimension 'c' must stay first.*store them as \['c', 't'\]",
+        match=r"hold up to 6 frames \(768 bytes\).*max_buffer_bytes=767\. Store them as "
+        r"\['c', 't'\]",
     ):
-        async with open_stream(settings):
+        async with open_stream(refused):
             pass
-    assert not (tmp_path / "r.ome.zarr").exists()
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.anyio
