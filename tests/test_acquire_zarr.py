@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +29,7 @@ from ome_stream import (
     open_stream,
 )
 from ome_stream.errors import WriterError
+from ome_stream.layout import Layout
 
 pytestmark = pytest.mark.skipif(
     "acquire-zarr" not in available_backends(),
@@ -104,20 +106,6 @@ def test_multi_position_unbounded_with_skips_sync(tmp_path: Path) -> None:
 def test_what_acquire_zarr_cannot_do_is_rejected_up_front() -> None:
     dims = dims_from_standard_axes({"t": 2, "z": 3, "c": 2, "y": 8, "x": 8})
     with pytest.raises(
-        ValidationError,
-        match="only appends frames in acquisition order.*can reorder: tensorstore, zarr-python",
-    ):
-        AcquisitionSettings(
-            root_path="a.ome.zarr", format="acquire-zarr", dtype="uint8", dimensions=dims
-        )  # 'ome' order stores t, c, z
-    AcquisitionSettings(
-        root_path="a.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint8",
-        dimensions=dims,
-        storage_order="acquisition",
-    )
-    with pytest.raises(
         ValidationError, match="compression 'zstd' is not supported by the 'acquire-zarr' backend"
     ):
         AcquisitionSettings(
@@ -125,7 +113,6 @@ def test_what_acquire_zarr_cannot_do_is_rejected_up_front() -> None:
             format="acquire-zarr",
             dtype="uint8",
             dimensions=dims,
-            storage_order="acquisition",
             compression="zstd",
         )
     with pytest.raises(ValidationError, match="cannot write multiscale levels"):
@@ -134,9 +121,157 @@ def test_what_acquire_zarr_cannot_do_is_rejected_up_front() -> None:
             format="acquire-zarr",
             dtype="uint8",
             dimensions=dims,
-            storage_order="acquisition",
             pyramid=Pyramid(levels=2),
         )
+
+
+@pytest.mark.anyio
+async def test_storage_order_ome_with_positions_unbounded_and_skips(tmp_path: Path) -> None:
+    """Acquired t, p, z, c and stored t, c, z: every frame at its storage index."""
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "o.ome.zarr",
+        format="acquire-zarr",
+        dtype="uint16",
+        dimensions=[
+            Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=2, type="time"),
+            Dimension(name="p", type="position", coords=["A", "B"]),
+            Dimension(name="z", count=4, chunk_size=2, shard_size_chunks=2, type="space"),
+            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            *dims_from_standard_axes({"y": 16, "x": 12}),
+        ],
+        storage_order="ome",
+    )
+    assert settings.storage_index_permutation is not None
+    frames = make_frames(3 * 2 * 4 * 3, (16, 12))
+    skipped = {1, 30, 71}
+    async with open_stream(settings) as stream:
+        for i, frame in enumerate(frames):
+            if i in skipped:
+                await stream.skip()
+            else:
+                await stream.append(frame)
+    expected = frames.copy()
+    expected[sorted(skipped)] = 0
+    acquired = expected.reshape(3, 2, 4, 3, 16, 12)
+    root = tmp_path / "o.ome.zarr"
+    for p, name in enumerate(["A", "B"]):
+        stored = np.transpose(acquired[:, p], (0, 2, 1, 3, 4))  # t, z, c -> t, c, z
+        np.testing.assert_array_equal(read_both(root / name / "0"), stored)
+        meta = json.loads((root / name / "0" / "zarr.json").read_text())
+        assert meta["dimension_names"] == ["t", "c", "z", "y", "x"]
+    image = Image.from_zarr(zarr.open_group(str(root / "A"), mode="r"))
+    axes = image.ome_attributes.multiscales[0].axes
+    assert [a.name for a in axes] == ["t", "c", "z", "y", "x"]
+
+
+def test_storage_order_list_keeps_chunks_per_dimension_sync(tmp_path: Path) -> None:
+    """An explicit order with uneven chunks and shards: chunks follow their dimension."""
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "l.ome.zarr",
+        format="acquire-zarr",
+        dtype="uint8",
+        dimensions=[
+            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            Dimension(name="c", count=2, chunk_size=2, type="channel"),
+            Dimension(name="z", count=6, chunk_size=3, shard_size_chunks=2, type="space"),
+            *dims_from_standard_axes({"y": 8, "x": 8}),
+        ],
+        storage_order=["t", "z", "c", "y", "x"],
+    )
+    frames = make_frames(2 * 2 * 6, (8, 8)).astype("uint8")
+    with create_stream(settings) as stream:
+        for frame in frames:
+            stream.append(frame)
+    array = tmp_path / "l.ome.zarr" / "0"
+    stored = np.transpose(frames.reshape(2, 2, 6, 8, 8), (0, 2, 1, 3, 4))
+    np.testing.assert_array_equal(read_both(array), stored)
+    opened = zarr.open_array(str(array), mode="r")
+    assert opened.chunks == (1, 3, 2, 8, 8)
+    assert opened.shards == (1, 6, 2, 8, 8)
+
+
+def channel_first(tmp_path: Path, **kwargs: Any) -> AcquisitionSettings:
+    """Acquired c, t (and maybe positions), stored t, c: acquire-zarr's first axis moves."""
+    return AcquisitionSettings(
+        root_path=tmp_path / "h.ome.zarr",
+        format="acquire-zarr",
+        dtype="uint16",
+        storage_order="ome",
+        **kwargs,
+    )
+
+
+@pytest.mark.anyio
+async def test_order_moving_the_first_dimension_holds_frames(tmp_path: Path) -> None:
+    """c, t stored t, c: frames wait until their predecessors in storage order arrive.
+
+    More frames wait (38 per position) than the stream keeps in flight (32).
+    """
+    from ome_stream.backends.acquire_zarr import frames_held
+
+    settings = channel_first(
+        tmp_path,
+        dimensions=[
+            Dimension(name="c", count=3, type="channel"),
+            Dimension(name="p", type="position", coords=["A", "B"]),
+            Dimension(name="t", count=20, chunk_size=2, type="time"),
+            *dims_from_standard_axes({"y": 8, "x": 6}),
+        ],
+    )
+    assert [d.name for d in settings.storage_index_dimensions] == ["t", "c"]
+    # per position, the worst moment holds c0 and c1 at t1..t19
+    assert frames_held(Layout(settings)) == 2 * 38
+    frames = make_frames(3 * 2 * 20, (8, 6))
+    skipped = {9, 100}
+    async with open_stream(settings) as stream:
+        for i, frame in enumerate(frames):
+            if i in skipped:
+                await stream.skip()
+            else:
+                await stream.append(frame)
+    expected = frames.copy()
+    expected[sorted(skipped)] = 0
+    acquired = expected.reshape(3, 2, 20, 8, 6)
+    for p, name in enumerate(["A", "B"]):
+        stored = np.transpose(acquired[:, p], (1, 0, 2, 3))  # c, t -> t, c
+        array = tmp_path / "h.ome.zarr" / name / "0"
+        np.testing.assert_array_equal(read_both(array), stored)
+        assert json.loads((array / "zarr.json").read_text())["dimension_names"] == [
+            "t",
+            "c",
+            "y",
+            "x",
+        ]
+
+
+@pytest.mark.anyio
+async def test_frames_held_beyond_the_buffer_budget_are_refused_at_open(
+    tmp_path: Path,
+) -> None:
+    """The held frames must fit max_buffer_bytes: at the limit it opens, one byte less not."""
+    dims = [
+        Dimension(name="c", count=3, type="channel"),
+        Dimension(name="t", count=4, type="time"),
+        *dims_from_standard_axes({"y": 8, "x": 8}),
+    ]
+    held_bytes = 6 * 8 * 8 * 2  # (c - 1) * (t - 1) frames of uint16
+    fits = channel_first(tmp_path, dimensions=dims, max_buffer_bytes=held_bytes)
+    frames = make_frames(12, (8, 8))
+    async with open_stream(fits) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    stored = np.transpose(frames.reshape(3, 4, 8, 8), (1, 0, 2, 3))
+    np.testing.assert_array_equal(read_both(tmp_path / "h.ome.zarr" / "0"), stored)
+
+    refused = channel_first(tmp_path / "x", dimensions=dims, max_buffer_bytes=held_bytes - 1)
+    with pytest.raises(
+        ValueError,
+        match=r"hold up to 6 frames \(768 bytes\).*max_buffer_bytes=767\. Store them as "
+        r"\['c', 't'\]",
+    ):
+        async with open_stream(refused):
+            pass
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.anyio

@@ -101,9 +101,6 @@ def image_paths(root: Path) -> list[Path]:
     return [root / s for s in series]
 
 
-# acquire-zarr appends in acquisition order only: it refuses storage_order="ome" for t, z, c
-UNSUPPORTED = {("transposed_order", "acquire-zarr")}
-
 SCENARIOS = [
     "single_5d_image",
     "transposed_order",
@@ -129,8 +126,6 @@ def datasets(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
     written = {}
     for fmt, backend in BACKENDS:
         for name in SCENARIOS:
-            if (name, backend) in UNSUPPORTED:
-                continue
             out = tmp_path_factory.mktemp(f"{name}-{backend}")
             written[name, backend] = write(name, out, fmt, backend)
     return written
@@ -233,8 +228,6 @@ def frame_numbers(read: Read, want: str) -> np.ndarray:
 def test_reader_matrix(datasets, reader: str, fmt: str, backend: str, name: str) -> None:
     if reader in ZARR_ONLY and fmt == "ome-tiff":
         pytest.skip(f"{reader} reads OME-Zarr only")
-    if (name, backend) in UNSUPPORTED:
-        pytest.skip(f"{backend} refuses {name} (its settings check, see docs/backends.md)")
     root = datasets[name, backend]
     expected = scenario(name, fmt)
     for p, (image, path) in enumerate(zip(expected.images, image_paths(root), strict=True)):

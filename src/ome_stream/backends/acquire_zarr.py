@@ -5,10 +5,19 @@ its own C++ threads. Writes arrive here concurrently (several frames in flight) 
 any order; each is parked by its frame number and the frames that are next in sequence
 are handed to acquire-zarr in one batch, in a worker thread, one batch at a time: the
 event loop never blocks, the native stream never sees concurrent calls, and a frame
-costs one ``append`` call plus its share of one thread hand-off. acquire-zarr only
-appends, so the storage order must equal the acquisition order (the settings reject
-anything else). The NGFF group documents are ours (the same as the other zarr
-backends): acquire-zarr writes bare arrays.
+costs one ``append`` call plus its share of one thread hand-off. The NGFF group
+documents are ours (the same as the other zarr backends): acquire-zarr writes bare
+arrays.
+
+acquire-zarr only appends, in the order its dimensions are declared; it transposes to
+another storage order itself (``storage_dimension_order``), as long as the first
+dimension stays first. So a ``storage_order`` other than the acquisition order is
+declared in acquisition order, each frame numbered by its place in the acquisition, and
+acquire-zarr files it at its storage index. An order that moves the first acquisition
+dimension, which acquire-zarr 0.10 cannot transpose, is declared in storage order and
+its frames are held here until their predecessors in storage order have arrived; the
+stream refuses to open when that would hold more than its buffer budget
+(:func:`frames_held` says how many frames).
 
 acquire-zarr 0.10 has no flush: a frame reaches storage when acquire-zarr completes
 its chunk (its shard, when sharded) or when the stream closes. :meth:`flush` therefore
@@ -29,12 +38,13 @@ import numpy as np
 from ome_stream.backends.base import Backend
 from ome_stream.errors import WriterError
 from ome_stream.metadata.ngff import group_documents
+from ome_stream.stream import DEFAULT_MAX_BUFFER_BYTES
 
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
     from ome_stream.settings import Dimension
 
-__all__ = ["AcquireZarrBackend", "native_memory_estimate"]
+__all__ = ["AcquireZarrBackend", "frames_held", "native_memory_estimate"]
 
 _KINDS = {"time": "TIME", "channel": "CHANNEL", "space": "SPACE"}
 # The peers' codec settings (ome-writers 0.3.2): zstd at level 3, lz4 at level 5.
@@ -56,18 +66,95 @@ def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimensio
     return az.Dimension(**kwargs)
 
 
-def _array_settings(array: ArraySpec, compression: str | None) -> az.ArraySettings:
-    dims = [
-        _dimension(d, c, s // c, n)
-        for d, c, s, n in zip(
-            array.dims, array.chunk_shape, array.shard_shape, array.shape, strict=True
+def _append_axes(layout: Layout) -> tuple[tuple[int, ...], bool]:
+    """The storage axes in the order acquire-zarr is given them, and whether frames wait.
+
+    Frames arrive in acquisition order and acquire-zarr places them by their order of
+    arrival, so its dimensions are declared in acquisition order (the frame axes last)
+    and it transposes to the storage order. It cannot move its first dimension: for an
+    order that does, the dimensions are declared in storage order and frames wait here
+    (``True``) until every frame before them in storage order has arrived.
+    """
+    stored = layout.arrays[0].dim_names[:-2]
+    acquired = [d.name for d in layout.settings.index_dimensions]
+    n = len(stored)
+    if stored and stored[0] != acquired[0]:
+        return tuple(range(n + 2)), True
+    return (*(stored.index(name) for name in acquired), n, n + 1), False
+
+
+def frames_held(layout: Layout) -> int:
+    """How many frames the acquire-zarr backend holds at most, over every position.
+
+    Zero unless the storage order moves the first acquisition dimension; then frames
+    that arrive before their predecessors in storage order wait in memory (an upper
+    bound: the worst moment of one position, times the number of positions).
+
+    Parameters
+    ----------
+    layout
+        The layout of the acquisition.
+
+    Returns
+    -------
+    int
+        The most frames held in memory at once; the stream refuses to open when they
+        exceed the settings' ``max_buffer_bytes``.
+
+    """
+    if not _append_axes(layout)[1]:
+        return 0
+    stored = layout.arrays[0].dim_names[:-2]
+    acquired = [d.name for d in layout.settings.index_dimensions]
+    sizes = [layout.arrays[0].shape[stored.index(name)] for name in acquired]
+    # arrival[j]: when (in acquisition order) the frame with storage number j arrives
+    numbers = np.arange(int(np.prod(sizes, dtype=np.int64))).reshape(sizes)
+    arrival = numbers.transpose([acquired.index(name) for name in stored]).ravel()
+    latest = np.maximum.accumulate(arrival)  # frames 0..j are all in once this one is
+    appended = np.searchsorted(latest, np.arange(arrival.size), side="right")
+    held = np.arange(1, arrival.size + 1) - appended
+    return int(held.max(initial=0)) * len(layout.arrays)
+
+
+def _check_hold(layout: Layout) -> None:
+    """Refuse an order whose held frames would exceed the stream's buffer budget."""
+    held = frames_held(layout)
+    budget = layout.settings.max_buffer_bytes or DEFAULT_MAX_BUFFER_BYTES
+    frame_bytes = int(np.prod(layout.frame_shape, dtype=np.int64)) * layout.dtype.itemsize
+    if held * frame_bytes > budget:
+        stored = list(layout.arrays[0].dim_names[:-2])
+        acquired = [d.name for d in layout.settings.index_dimensions]
+        suggested = [acquired[0], *(name for name in stored if name != acquired[0])]
+        raise ValueError(
+            f"storage_order {layout.settings.storage_order!r} stores the dimensions as "
+            f"{stored}, moving the first acquisition dimension {acquired[0]!r}, which "
+            f"acquire-zarr cannot do itself: the 'acquire-zarr' backend would have to hold "
+            f"up to {held} frames ({held * frame_bytes} bytes) until their predecessors "
+            f"arrive, more than max_buffer_bytes={budget}. Store them as {suggested}, "
+            "raise max_buffer_bytes in the settings, or use the tensorstore or zarr-python "
+            "backend"
         )
+
+
+def _array_settings(
+    array: ArraySpec, compression: str | None, axes: tuple[int, ...]
+) -> az.ArraySettings:
+    dims = [
+        _dimension(
+            array.dims[i],
+            array.chunk_shape[i],
+            array.shard_shape[i] // array.chunk_shape[i],
+            array.shape[i],
+        )
+        for i in axes
     ]
     kwargs: dict[str, Any] = {
         "output_key": array.array_path,
         "dimensions": dims,
         "data_type": array.dtype,
     }
+    if list(axes) != sorted(axes):
+        kwargs["storage_dimension_order"] = list(array.dim_names)
     if compression in _CODECS:
         codec, level = _CODECS[compression]
         kwargs["compression"] = az.CompressionSettings(
@@ -80,9 +167,11 @@ def _array_settings(array: ArraySpec, compression: str | None) -> az.ArraySettin
 
 
 def _stream_settings(layout: Layout) -> az.StreamSettings:
+    axes, _ = _append_axes(layout)
+    compression = layout.settings.compression
     return az.StreamSettings(
         store_path=str(layout.settings.output_path),
-        arrays=[_array_settings(a, layout.settings.compression) for a in layout.arrays],
+        arrays=[_array_settings(a, compression, axes) for a in layout.arrays],
         overwrite=True,
     )
 
@@ -106,6 +195,9 @@ class AcquireZarrBackend(Backend):
 
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
+        _check_hold(layout)  # before anything is written
+        axes, self._hold = _append_axes(layout)
+        self._axes = axes[:-2]
         self._root = Path(layout.settings.output_path)
         self._stream: az.ZarrStream | None = None
         self._keys = [a.array_path for a in layout.arrays]
@@ -215,12 +307,34 @@ class AcquireZarrBackend(Backend):
                 f"acquire-zarr failed writing {str(self._root)!r}: {self._native_error}"
             ) from self._native_error
 
+    def _number(self, array_index: int, index: tuple[int, ...]) -> int:
+        """The frame at storage ``index``'s place in the acquisition: when it is appended.
+
+        The first axis (which may be unbounded) is first in both orders, so its extent
+        does not enter the computation.
+        """
+        shape = self.layout.arrays[array_index].shape
+        number = 0
+        for axis in self._axes:
+            number = number * shape[axis] + index[axis]
+        return number
+
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
-        """Append one frame once every frame before it has been appended."""
+        """Append one frame once every frame before it has been appended.
+
+        When frames wait for their predecessors in storage order (an order that moves
+        the first dimension), the frame is copied and parked and the write returns; the
+        copies are bounded by the check at construction.
+        """
         self._raise_if_failed()
         self.layout.contrast.observe(array_index, origin, block)
-        number = self.layout.arrays[array_index].frame_number(origin)
+        number = self._number(array_index, origin)
         frame = block.reshape(block.shape[-2:])
+        if self._hold:
+            self._parked[array_index][number] = np.array(frame, order="C", copy=True)
+            await self._drive()
+            self._raise_if_failed()
+            return
         self._parked[array_index][number] = np.ascontiguousarray(frame)
         done = self._done[array_index][number] = anyio.Event()
         await self._drive()
@@ -229,7 +343,7 @@ class AcquireZarrBackend(Backend):
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame is appended as zeros, in its place in the sequence."""
-        self._parked[array_index][self.layout.arrays[array_index].frame_number(index)] = None
+        self._parked[array_index][self._number(array_index, index)] = None
         await self._drive()  # frames after it may be parked, waiting for it
 
     async def resize(self, array_index: int, first_extent: int) -> None:

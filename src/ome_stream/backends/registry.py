@@ -100,7 +100,6 @@ BACKENDS: dict[str, BackendInfo] = {
             requires=("acquire_zarr",),
             extra="acquire-zarr",
             compressions=("none", "blosc-zstd", "blosc-lz4"),
-            supports_storage_order=False,
         ),
         BackendInfo(
             name="tifffile",
