@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 import tensorstore as ts
@@ -431,7 +432,7 @@ async def test_cancelled_producer_loses_nothing_it_appended(tmp_path: Path) -> N
                 appended += 1
                 if appended == 17:
                     scope.cancel()
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
     assert scope.cancelled_caught and appended == 17
     data = read_zarr(tmp_path / "c.ome.zarr" / "0")
     np.testing.assert_array_equal(data[:appended], frames[:appended])
