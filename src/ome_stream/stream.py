@@ -252,16 +252,6 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         pipeline.budget.acquire_nowait()
         self._enqueue(pipeline, pixels, extra, copy)
 
-    async def _append_checked(self, pixels: np.ndarray, extra: dict[str, Any] | None) -> None:
-        # the sync facade's hand-off: ``pixels`` and ``extra`` already passed check_frame
-        # (in the caller's thread) and ``pixels`` is the stream's to keep
-        pipeline = self._running()
-        try:
-            pipeline.budget.acquire_nowait()  # no scheduling round while there is room
-        except anyio.WouldBlock:
-            await pipeline.budget.acquire()
-        self._enqueue(pipeline, pixels, extra, False)
-
     async def skip(self, frames: int = 1) -> None:
         """Advance past ``frames`` frames without data; they read as the fill value (0)."""
         if frames <= 0:

@@ -17,7 +17,6 @@ import contextlib
 import threading
 import warnings
 import weakref
-from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Self
@@ -25,12 +24,9 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-import numpy as np
 from anyio.from_thread import BlockingPortal
 
-from ome_stream._checks import check_frame, check_room
 from ome_stream._log import logger
-from ome_stream.backends._futures import call_soon
 from ome_stream.errors import UnclosedStreamWarning
 from ome_stream.stream import AsyncOMEStream
 
@@ -52,11 +48,6 @@ __all__ = ["OMEStream", "create_stream"]
 
 #: Seconds an unattended close may take beyond ``drain_timeout`` (final metadata).
 _CLOSE_GRACE = 5.0
-#: Bytes of checked frames ``append`` may hand to the loop beyond the stream's buffer
-#: budget (at most a quarter of it, at least 2 frames): the caller blocks when both are full.
-HANDOFF_BYTES = 16 * 1024 * 1024
-#: The loop's feeder yields to other tasks after this many frames in a row.
-_FEED_BATCH = 32
 
 
 class _LoopThread:
@@ -91,100 +82,6 @@ class _LoopThread:
         self.thread.join()
 
 
-class _HandOff:
-    """Frames checked in the caller's thread, on their way to the stream on the loop.
-
-    ``put`` queues a frame and wakes the loop's feeder task only when it sleeps; it blocks
-    while the queue is full, which happens once the stream's buffer is full (the feeder
-    waits for room). The frame count is kept here, so running past a bounded acquisition
-    raises in the caller's thread too.
-    """
-
-    def __init__(self, stream: AsyncOMEStream, loop: _LoopThread) -> None:
-        self._stream = stream
-        self._loop = loop
-        self._changed = threading.Condition(threading.Lock())
-        self._queue: deque[tuple[np.ndarray, dict[str, Any] | None]] = deque()
-        by_bytes = HANDOFF_BYTES // max(1, stream.layout.frame_nbytes)
-        self.depth = max(2, min(by_bytes, stream.capacity // 4))
-        """Frames queued here at most: a quarter of the buffer, at most HANDOFF_BYTES."""
-        self.next_frame = 0
-        """The next frame number, counting the frames queued here."""
-        self._sleeping = False
-        self._stopping = False
-        self._wake: anyio.Event | None = None
-        self._error: Exception | None = None
-        self._fed = loop.portal.start_task_soon(self._feed)
-
-    def put(self, pixels: np.ndarray, extra: dict[str, Any] | None) -> None:
-        """Queue one checked frame; wait while the queue is full."""
-        stream = self._stream
-        with self._changed:
-            if not self._queue:  # nothing on its way: the stream's count is exact
-                self.next_frame = stream._next_frame
-            check_room(stream.router.num_frames, self.next_frame, "append frame")
-            while len(self._queue) >= self.depth and self._error is None:
-                self._changed.wait(0.5)
-                if not self._loop.thread.is_alive():
-                    raise anyio.ClosedResourceError("the stream's event loop has ended")
-            if self._error is not None:
-                raise self._error
-            self._queue.append((pixels, extra))
-            self.next_frame += 1
-            wake, self._sleeping = self._sleeping, False
-        if wake:
-            call_soon(self._loop.token, self._wake_up)
-
-    def settle(self, timeout: float | None = None) -> None:
-        """Wait until every queued frame is in the stream."""
-        with self._changed:
-            self._changed.wait_for(lambda: not self._queue, timeout)
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Hand over what is queued (within ``timeout``) and end the feeder task."""
-        self.settle(timeout)
-        with self._changed:
-            self._stopping = True
-            wake, self._sleeping = self._sleeping, False
-        if wake:
-            call_soon(self._loop.token, self._wake_up)
-        with contextlib.suppress(Exception):
-            self._fed.result(timeout)
-
-    def _wake_up(self) -> None:  # on the loop
-        if self._wake is not None:
-            self._wake.set()
-
-    async def _feed(self) -> None:
-        stream, fed = self._stream, 0
-        while True:
-            with self._changed:
-                if not self._queue:
-                    if self._stopping:
-                        return
-                    self._sleeping, self._wake = True, anyio.Event()
-                item = self._queue[0] if self._queue else None
-            if item is None:
-                assert self._wake is not None
-                await self._wake.wait()
-                fed = 0
-                continue
-            try:
-                await stream._append_checked(*item)
-            except Exception as err:  # closed or failed: the caller's next call raises it
-                with self._changed:
-                    self._error = err
-                    self._queue.clear()
-                    self._changed.notify_all()
-                continue
-            with self._changed:
-                self._queue.popleft()
-                self._changed.notify_all()
-            fed += 1
-            if fed % _FEED_BATCH == 0:
-                await anyio.lowlevel.checkpoint()
-
-
 class _Handle:
     """The running stream of an :class:`OMEStream`, closable without the facade object."""
 
@@ -196,7 +93,6 @@ class _Handle:
         except BaseException:
             self.loop.stop()
             raise
-        self.handoff = _HandOff(stream, self.loop)
         self.open = True
         _OPEN.add(self)
         _register_exit_hook()
@@ -207,7 +103,6 @@ class _Handle:
         self.open = False
         _OPEN.discard(self)
         try:
-            self.handoff.stop()
             self.loop.portal.call(self.stream.aclose)
         finally:
             self.loop.stop()
@@ -222,7 +117,6 @@ class _Handle:
         self.open = False
         _OPEN.discard(self)
         stream, stats = self.stream, self.stream.stats
-        self.handoff.stop(stream.drain_timeout)
         if when == "gc":
             if stats.frames_accepted:
                 _warn(
@@ -309,7 +203,7 @@ class OMEStream:
         self._finalizer = weakref.finalize(self, self._handle.close_unattended, "gc")
         self._finalizer.atexit = False  # the exit is handled for every open stream at once
         self._portal = self._handle.loop.portal
-        self._handoff = self._handle.handoff
+        self._token = self._handle.loop.token
 
     def __enter__(self) -> Self:
         return self
@@ -335,19 +229,21 @@ class OMEStream:
         frame_metadata: dict[str, Any] | None = None,
         copy: bool = True,
     ) -> None:
-        """Append the next frame; blocks while the buffer is full (see ``append``).
-
-        The frame is checked here, in the caller's thread (a bad frame raises at this
-        call), and handed to the loop without waiting for it.
-        """
-        stream = self._async
-        if self.closed:
-            stream._running()  # raises: the stream is not open
-        stream._raise_if_failed()
-        pixels, extra = check_frame(stream.layout, frame, metadata, frame_metadata)
-        if copy:  # the caller may reuse its buffer as soon as this returns
-            pixels = np.array(pixels, order="C")
-        self._handoff.put(pixels, extra)
+        """Append the next frame; blocks while the buffer is full (see ``append``)."""
+        # Fast path: while the buffer has room, one call on the loop and no task.
+        try:
+            anyio.from_thread.run_sync(
+                lambda: self._async.append_nowait(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                ),
+                token=self._token,
+            )
+        except anyio.WouldBlock:  # the buffer is full: wait for room on the loop
+            self._portal.call(
+                lambda: self._async.append(
+                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
+                )
+            )
 
     def append_nowait(
         self,
@@ -358,7 +254,6 @@ class OMEStream:
         copy: bool = True,
     ) -> None:
         """Append without waiting; raises ``anyio.WouldBlock`` when the buffer is full."""
-        self._settle()
         self._portal.call(
             lambda: self._async.append_nowait(
                 frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
@@ -367,30 +262,21 @@ class OMEStream:
 
     def skip(self, frames: int = 1) -> None:
         """Advance past ``frames`` frames, leaving them at the fill value."""
-        self._settle()
         self._portal.call(self._async.skip, frames)
 
     def flush(self) -> None:
         """Block until every accepted frame is in storage."""
-        self._settle()
         self._portal.call(self._async.flush)
-
-    def _settle(self) -> None:
-        # every frame handed off is in the stream before any other call sees it
-        if not self.closed:
-            self._handoff.settle()
 
     def _run(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         # after close the portal's loop is gone: run the call on a loop of its own
         if self.closed:
             return anyio.run(func, *args)
-        self._settle()
         return self._portal.call(func, *args)
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if self.closed:
             return func(*args, **kwargs)
-        self._settle()
         return self._portal.call(lambda: func(*args, **kwargs))
 
     def set_global_metadata(self, namespace: str, metadata: Mapping[str, Any]) -> None:
@@ -399,7 +285,6 @@ class OMEStream:
 
     def get_metadata(self) -> dict[Any, Any]:
         """The metadata as it would be written now (see the async twin)."""
-        self._settle()
         return self._async.get_metadata()
 
     def update_metadata(self, metadata: Mapping[Any, Any]) -> None:
@@ -438,7 +323,6 @@ class OMEStream:
     @property
     def stats(self) -> StreamStats:
         """Progress counters."""
-        self._settle()
         return self._async.stats
 
     @property
