@@ -639,3 +639,72 @@ def test_bad_runs_are_refused_and_an_incomplete_frame_is_logged(
     np.testing.assert_array_equal(stored, frames[:2])
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("the last 11 pixels appended do not make a whole frame" in m for m in warned)
+
+
+def test_sync_append_checks_frames_in_the_callers_thread(tmp_path: Path) -> None:
+    """Errors are not deferred: each raises at its own call, and nothing is lost."""
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "checked.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 6, "y": 16, "x": 16}),
+    )
+    frames = make_frames(6, (16, 16), seed=5)
+    with create_stream(settings) as stream:
+        stream.append(frames[0])
+        with pytest.raises(ValueError, match=r"frame shape \(16, 17\)") as bad_shape:
+            stream.append(np.zeros((16, 17), dtype="uint16"))
+        # raised by the check in this thread, not by the loop's thread
+        assert bad_shape.traceback[-1].name == "check_frame"
+        with pytest.raises(TypeError, match="dtype float32"):
+            stream.append(frames[1].astype("float32"))
+        with pytest.raises(TypeError, match="metadata must be a dict"):
+            stream.append(frames[1], metadata=[1])  # type: ignore[arg-type]
+        for frame in frames[1:]:
+            stream.append(frame)
+        with pytest.raises(IndexError, match="would exceed total of 6 frames"):
+            stream.append(frames[0])  # checked before the frame is queued
+        assert stream.stats.frames_accepted == 6
+    np.testing.assert_array_equal(read_zarr(tmp_path / "checked.ome.zarr" / "0"), frames)
+    np.testing.assert_array_equal(read_ts(tmp_path / "checked.ome.zarr" / "0"), frames)
+
+
+def test_sync_append_copies_before_returning(tmp_path: Path) -> None:
+    """One camera buffer, refilled after every append: each frame keeps its own pixels."""
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "reuse.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 50, "y": 32, "x": 32}),
+    )
+    frames = make_frames(50, (32, 32), seed=9)
+    buffer = np.empty((32, 32), dtype="uint16")
+    with create_stream(settings) as stream:
+        for frame in frames:
+            buffer[...] = frame
+            stream.append(buffer)
+        buffer[...] = 0  # overwritten before anything may have reached storage
+    np.testing.assert_array_equal(read_zarr(tmp_path / "reuse.ome.zarr" / "0"), frames)
+
+
+def test_sync_append_blocks_while_storage_is_slow(tmp_path: Path, slow_backend) -> None:
+    """With slow storage, ``append`` itself waits: frames in memory stay bounded."""
+    frame_bytes = 32 * 32 * 2
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "blocks.ome.zarr",
+        format="slow-tensorstore",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 30, "y": 32, "x": 32}),
+    )
+    frames = make_frames(30, (32, 32), seed=2)
+    stream = create_stream(settings, max_buffer_bytes=8 * frame_bytes)
+    core = stream._async
+    held, waited = [], 0
+    with stream:
+        for handed, frame in enumerate(frames, start=1):
+            written = core.stats.frames_written
+            stream.append(frame)
+            waited += core.stats.frames_written > written  # storage progressed meanwhile
+            held.append(handed - core.stats.frames_written)
+    assert core.capacity == 8
+    assert waited > 0
+    assert max(held) <= core.capacity  # the buffer, no more
+    np.testing.assert_array_equal(read_zarr(tmp_path / "blocks.ome.zarr" / "0"), frames)
