@@ -708,3 +708,24 @@ def test_sync_append_blocks_while_storage_is_slow(tmp_path: Path, slow_backend) 
     assert waited > 0
     assert max(held) <= core.capacity  # the buffer, no more
     np.testing.assert_array_equal(read_zarr(tmp_path / "blocks.ome.zarr" / "0"), frames)
+
+
+def test_metadata_rewrite_after_close_on_broken_storage_is_a_writer_error(tmp_path: Path) -> None:
+    """After close, storage that fails (the dataset replaced by a plain file) is reported
+    as WriterError naming the cause, like every storage failure."""
+    import shutil
+
+    from ome_stream import WriterError
+
+    root = tmp_path / "gone.ome.zarr"
+    settings = AcquisitionSettings(
+        root_path=root, dtype="uint8", dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4})
+    )
+    with create_stream(settings) as stream:
+        stream.append(np.ones((4, 4), "uint8"))
+    shutil.rmtree(root)
+    root.write_text("not a dataset")  # a file where the group directory was
+    with pytest.raises(WriterError, match="cannot rewrite the metadata.*Not a directory") as caught:
+        stream.set_global_metadata("lab", {"scope": "A"})
+    assert caught.value.__cause__ is not None  # the storage library's own error, chained
+    assert root.read_text() == "not a dataset"  # nothing written over it

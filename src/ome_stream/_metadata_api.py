@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ome_stream.errors import WriterError
 from ome_stream.layout import AcquisitionRecord
 from ome_stream.metadata.api import accept_update, current_metadata
 from ome_stream.metadata.ngff import RESERVED_ATTRIBUTES
@@ -199,4 +200,7 @@ class MetadataAPI:
 
     async def _rewrite_if_closed(self) -> None:
         if self._state == "closed" and self._backend is not None:
-            await self._backend.rewrite_metadata(self._record())
+            try:
+                await self._backend.rewrite_metadata(self._record())
+            except Exception as err:  # storage failed: typed like every storage failure
+                raise WriterError(f"cannot rewrite the metadata of the dataset: {err}") from err

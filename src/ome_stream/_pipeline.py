@@ -22,6 +22,7 @@ import numpy as np
 
 from ome_stream._assembly import Assembler
 from ome_stream._log import logger
+from ome_stream.errors import WriterError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -202,7 +203,12 @@ class WriterPipeline:
             return pending.copy()  # copied before any await: its slot may be reused
         if self.unbounded and storage_index[0] >= self._extents[array_index]:
             return None  # never written (skipped), beyond what storage holds yet
-        return await self.backend.read_frame(array_index, storage_index)
+        try:
+            return await self.backend.read_frame(array_index, storage_index)
+        except (TypeError, IndexError):
+            raise  # the backend cannot read back, or no such frame: not a storage failure
+        except Exception as err:
+            raise WriterError(f"cannot read frame {storage_index} back: {err}") from err
 
     def fail(self, error: BaseException) -> None:
         """Record a storage failure (the first one wins) and announce it."""
