@@ -5,12 +5,18 @@ Used to show backpressure: storage slower than the camera must make ``append`` w
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import anyio
 import numpy as np
 
+from ome_stream.backends.registry import BACKENDS, BackendInfo
 from ome_stream.backends.tensorstore import TensorStoreBackend
+
+if TYPE_CHECKING:
+    import pytest
+
+NAME = "slow-tensorstore"
 
 
 class SlowTensorStoreBackend(TensorStoreBackend):
@@ -30,3 +36,21 @@ class SlowTensorStoreBackend(TensorStoreBackend):
 
 
 BACKEND = SlowTensorStoreBackend
+
+
+def register(monkeypatch: pytest.MonkeyPatch) -> type[SlowTensorStoreBackend]:
+    """Make ``format="slow-tensorstore"`` available for one test; fresh observations."""
+    monkeypatch.setitem(
+        BACKENDS,
+        NAME,
+        BackendInfo(
+            name=NAME,
+            format="ome-zarr",
+            module="slow_backend",
+            requires=("tensorstore",),
+            extra=None,
+            compressions=("none",),
+        ),
+    )
+    monkeypatch.setattr(SlowTensorStoreBackend, "observations", [])
+    return SlowTensorStoreBackend

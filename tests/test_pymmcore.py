@@ -475,23 +475,10 @@ def test_handler_event_iterator_is_unbounded_time(tmp_path: Path) -> None:
 
 def test_handler_backpressure_reaches_the_mda_thread(tmp_path: Path, monkeypatch) -> None:
     """Storage slower than the camera: the camera never runs ahead of the buffer."""
-    import slow_backend as module
-    from ome_stream.backends.base import BACKENDS, BackendInfo
+    import slow_backend
     from ome_stream.mmcore import OMEStreamHandler
 
-    monkeypatch.setitem(
-        BACKENDS,
-        "slow-tensorstore",
-        BackendInfo(
-            name="slow-tensorstore",
-            format="ome-zarr",
-            module="slow_backend",
-            requires=("tensorstore",),
-            extra=None,
-            compressions=("none",),
-        ),
-    )
-    monkeypatch.setattr(module.SlowTensorStoreBackend, "observations", [])
+    slow_backend.register(monkeypatch)
     frame_bytes = _mmcore.HEIGHT * _mmcore.WIDTH * 2
     sequence = useq.MDASequence(time_plan={"interval": 0, "loops": 12}, channels=["DAPI"])
     core = _mmcore.make_core()

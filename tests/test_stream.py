@@ -28,7 +28,6 @@ from ome_stream import (
     dims_from_standard_axes,
     open_stream,
 )
-from ome_stream.backends.base import BACKENDS, BackendInfo
 
 
 def read_zarr(path: Path | str) -> np.ndarray:
@@ -307,20 +306,7 @@ async def test_overwrite_rules(tmp_path: Path) -> None:
 def slow_backend(monkeypatch: pytest.MonkeyPatch):
     import slow_backend as module
 
-    monkeypatch.setitem(
-        BACKENDS,
-        "slow-tensorstore",
-        BackendInfo(
-            name="slow-tensorstore",
-            format="ome-zarr",
-            module="slow_backend",
-            requires=("tensorstore",),
-            extra=None,
-            compressions=("none",),
-        ),
-    )
-    module.SlowTensorStoreBackend.observations = []
-    return module.SlowTensorStoreBackend
+    return module.register(monkeypatch)
 
 
 @pytest.mark.anyio
