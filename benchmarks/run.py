@@ -161,8 +161,13 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["append_p50_ms"] = statistics.median(r["append_ms"]["p50"] for r in ok)
         row["append_p99_ms"] = statistics.median(r["append_ms"]["p99"] for r in ok)
         row["append_max_ms"] = max(r["append_ms"]["max"] for r in ok)
+        kernel = [r["kernel_cpu_seconds"] / r["cpu_seconds"] for r in ok if r.get("cpu_seconds")
+                  and r.get("kernel_cpu_seconds") is not None]  # fmt: skip
+        row["kernel_share"] = statistics.median(kernel) if kernel else None
         lags = [r["loop_lag_ms"] for r in ok if r["loop_lag_ms"] is not None]
         row["loop_lag_ms"] = max(lags) if lags else None
+        p99 = [r["loop_lag_p99_ms"] for r in ok if r.get("loop_lag_p99_ms") is not None]
+        row["loop_lag_p99_ms"] = statistics.median(p99) if p99 else None
         rows.append(row)
     return rows
 
@@ -170,7 +175,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], disk: dict[str, Any] | None) -> str:
     lines = [
         "| case | writer | GB/s median (min-max) | fps | vs disk | peak extra RSS MB | "
-        "CPU s | append p50/p99/max ms | loop lag ms |",
+        "CPU s (kernel) | append p50/p99/max ms | loop lag p99/max ms |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     disk_gbs = disk["gb_per_s"]["median"] if disk else None
@@ -184,10 +189,13 @@ def table(rows: list[dict[str, Any]], disk: dict[str, Any] | None) -> str:
         g = row["gb_per_s"]
         ratio = f"{g['median'] / disk_gbs:.0%}" if disk_gbs else "-"
         lag = "-" if row["loop_lag_ms"] is None else f"{row['loop_lag_ms']:.1f}"
+        if row.get("loop_lag_p99_ms") is not None:
+            lag = f"{row['loop_lag_p99_ms']:.1f}/{lag}"
+        kernel = "" if row.get("kernel_share") is None else f" ({row['kernel_share']:.0%})"
         lines.append(
             f"| {row['case']} | {row['writer']} | {g['median']:.3f} ({g['min']:.3f}-"
             f"{g['max']:.3f}) | {row['fps']['median']:.0f} | {ratio} | "
-            f"{row['peak_rss_mb']['median']:.0f} | {row['cpu_seconds']['median']:.1f} | "
+            f"{row['peak_rss_mb']['median']:.0f} | {row['cpu_seconds']['median']:.1f}{kernel} | "
             f"{row['append_p50_ms']:.2f}/{row['append_p99_ms']:.2f}/{row['append_max_ms']:.1f} | "
             f"{lag} |"
         )

@@ -70,9 +70,10 @@ class RssSampler:
         self.peak = max(self.peak, self._process.memory_info().rss)
 
 
-def cpu_seconds() -> float:
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds of every thread of this process so far: (user, kernel)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def dims_kwargs(case: Case) -> list[dict[str, Any]]:
@@ -110,14 +111,13 @@ def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> 
 
     settings = ome_stream_settings(case, backend, root)
     waits: list[float] = []
-    worst_lag = 0.0
+    lags: list[float] = []
 
     async def heartbeat() -> None:
-        nonlocal worst_lag
         while True:
             before = time.perf_counter()
             await anyio.sleep(0.005)
-            worst_lag = max(worst_lag, time.perf_counter() - before - 0.005)
+            lags.append(time.perf_counter() - before - 0.005)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -132,7 +132,8 @@ def run_ome_stream(case: Case, backend: str, root: Path, frames: np.ndarray) -> 
             tg.cancel_scope.cancel()
 
     anyio.run(main)
-    return {"waits": waits, "loop_lag": worst_lag}
+    lags = lags or [0.0]
+    return {"waits": waits, "loop_lag": max(lags), "loop_lag_p99": float(np.percentile(lags, 99))}
 
 
 def run_sync(case: Case, backend: str, root: Path, frames: np.ndarray) -> dict[str, Any]:
@@ -287,7 +288,7 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
     root = out / f"{case.name}-{writer.replace('/', '-')}{'' if writer == 'disk' else suffix}"
     family, _, backend = writer.partition("/")
     preload(writer)
-    cpu_before = cpu_seconds()
+    user_before, kernel_before = cpu_seconds()
     with RssSampler() as rss:
         start = time.perf_counter()
         if writer == "disk":
@@ -307,7 +308,9 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
         closed = time.perf_counter()
         os.sync()
         synced = time.perf_counter()
-    cpu = cpu_seconds() - cpu_before
+    user_after, kernel_after = cpu_seconds()
+    kernel = kernel_after - kernel_before
+    cpu = user_after - user_before + kernel
     waits = np.array(result["waits"] or [0.0]) * 1e3
     nbytes = case.frames * case.frame_bytes
     seconds = synced - start
@@ -320,10 +323,14 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
         "gb_per_s": nbytes / seconds / 1e9,
         "peak_rss_mb": (rss.peak - rss.baseline) / 1e6,
         "cpu_seconds": cpu,
+        "kernel_cpu_seconds": kernel,
         "append_ms": {
             q: float(np.percentile(waits, p)) for q, p in (("p50", 50), ("p99", 99), ("max", 100))
         },
         "loop_lag_ms": None if result["loop_lag"] is None else result["loop_lag"] * 1e3,
+        "loop_lag_p99_ms": None
+        if result.get("loop_lag_p99") is None
+        else result["loop_lag_p99"] * 1e3,
         "load_1min": os.getloadavg()[0],
     }
 

@@ -108,7 +108,7 @@ class WriterPipeline:
         self.budget = anyio.Semaphore(capacity)
         """One token per frame that may wait for storage; ``append`` takes one."""
         self.max_inflight = self._inflight_limit()
-        self._inflight = anyio.Semaphore(self.max_inflight)
+        self._inflight = anyio.Semaphore(self.max_inflight, fast_acquire=True)
         self._frame_nbytes = layout.frame_nbytes
         self._free_slots: list[np.ndarray] = []
         self._senders: list[MemoryObjectSendStream[_Item]] = []
@@ -257,6 +257,7 @@ class WriterPipeline:
                                 item.done.set()
                             else:
                                 self._release(item)
+                    await self._wait_idle()  # writes started without a task
         finally:
             self._running -= 1
             if self._running == 0:
@@ -345,9 +346,33 @@ class WriterPipeline:
                 self._extents[array_index] = new_extent
         await self._inflight.acquire()
         self._pending += 1
-        writes.start_soon(self._write, array_index, origin, block, frame, frames, done)
+        ended = functools.partial(self._ended, array_index, origin, block, frame, frames, done)
+        try:
+            started = self.backend.start_write(array_index, origin, block, ended)
+        except Exception as err:
+            ended(err)
+            return
+        if not started:
+            writes.start_soon(self._write, array_index, origin, block, ended)
 
     async def _write(
+        self,
+        array_index: int,
+        origin: tuple[int, ...],
+        block: np.ndarray,
+        ended: Callable[[BaseException | None], None],
+    ) -> None:
+        try:
+            await self.backend.write(array_index, origin, block)
+        except Exception as err:
+            ended(err)
+        except BaseException as err:  # cancelled: the block's frames were not written
+            ended(err)
+            raise
+        else:
+            ended(None)
+
+    def _ended(
         self,
         array_index: int,
         origin: tuple[int, ...],
@@ -355,21 +380,23 @@ class WriterPipeline:
         frame: _Frame | None,
         frames: int,
         done: Callable[[], None] | None,
+        error: BaseException | None,
     ) -> None:
+        """A block write has ended (on the loop): account for it, free what it held."""
         try:
-            await self.backend.write(array_index, origin, block)
-            if frames:
-                self.stats.frames_written += frames
-                unwritten = self._unwritten[array_index]
-                for index in itertools.product(
-                    *(range(o, o + n) for o, n in zip(origin, block.shape[:-2], strict=True))
-                ):
-                    unwritten.pop(index, None)
-                self._notify("frames_written", None)
-            if done is not None:  # only after a success: a failed block's frames stay readable
-                done()
-        except Exception as err:
-            self.fail(err)
+            if error is None:
+                if frames:
+                    self.stats.frames_written += frames
+                    unwritten = self._unwritten[array_index]
+                    for index in itertools.product(
+                        *(range(o, o + n) for o, n in zip(origin, block.shape[:-2], strict=True))
+                    ):
+                        unwritten.pop(index, None)
+                    self._notify("frames_written", None)
+                if done is not None:  # only after a success: its frames stay readable
+                    done()
+            elif isinstance(error, Exception):
+                self.fail(error)
         finally:
             self._inflight.release()
             self._pending -= 1

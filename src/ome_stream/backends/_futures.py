@@ -17,7 +17,7 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["call_soon", "wait_future"]
+__all__ = ["call_soon", "hand_back", "wait_future"]
 
 
 class _Future(Protocol):
@@ -54,3 +54,24 @@ async def wait_future(future: _Future) -> Any:
     future.add_done_callback(on_done)
     await event.wait()
     return future.result()
+
+
+def hand_back(
+    future: _Future,
+    token: anyio.lowlevel.EventLoopToken,
+    on_done: Callable[[BaseException | None], None],
+) -> None:
+    """Call ``on_done(error)`` on the loop of ``token`` once ``future`` has ended.
+
+    ``error`` is None on success, else the future's exception (or the cancellation).
+    No task waits: the completing thread only schedules the call.
+    """
+
+    def ended(done: Any) -> None:
+        try:
+            error = done.exception()
+        except BaseException as err:  # cancelled
+            error = err
+        call_soon(token, lambda: on_done(error))
+
+    future.add_done_callback(ended)

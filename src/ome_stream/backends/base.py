@@ -20,6 +20,8 @@ from ome_stream.backends.registry import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
     from ome_stream.layout import AcquisitionRecord, Layout
@@ -69,6 +71,22 @@ class Backend(ABC):
     @abstractmethod
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write ``block`` at ``origin`` (storage order) of array ``array_index``."""
+
+    def start_write(
+        self,
+        array_index: int,
+        origin: tuple[int, ...],
+        block: np.ndarray,
+        on_done: Callable[[BaseException | None], None],
+    ) -> bool:
+        """Start writing ``block`` without a task; ``on_done(error)`` runs on the loop.
+
+        A backend whose engine completes writes on its own threads may take the write
+        here and return True: the stream then spends no task per block. ``on_done`` must
+        be called exactly once, on the event loop, with None or the failure. The default
+        returns False: the stream awaits :meth:`write` in a task.
+        """
+        return False
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:  # noqa: B027
         """A frame at storage ``index`` was skipped (only for one-frame blocks).
