@@ -425,6 +425,49 @@ async def test_cancelled_producer_loses_nothing_it_appended(tmp_path: Path) -> N
     assert not data[appended:].any()
 
 
+@pytest.mark.anyio
+async def test_append_into_free_room_is_cancellable_and_lets_other_tasks_run(
+    tmp_path: Path,
+) -> None:
+    """append takes room without a scheduling point per frame, yet checks cancellation at
+    every call and yields to other tasks while a producer appends as fast as it can."""
+    count = 3000
+    settings = AcquisitionSettings(
+        root_path=tmp_path / "p.ome.zarr",
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": count, "y": 16, "x": 16}),
+    )
+    frames = make_frames(count, (16, 16))
+    ticks = 0
+
+    async def other_task() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    appended = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.sleep(0)
+        async with open_stream(settings) as stream:
+            with anyio.CancelScope() as scope:
+                for frame in frames:  # room for every frame: append never waits
+                    await stream.append(frame)
+                    appended += 1
+                    if appended == 1:
+                        ticks_at_first = ticks
+                    if appended == 2500:
+                        ticks_while_appending = ticks - ticks_at_first
+                        scope.cancel()  # the next append raises, accepting nothing
+        tg.cancel_scope.cancel()
+    assert scope.cancelled_caught and appended == 2500
+    assert ticks_while_appending > 0  # the other task ran between appends
+    data = read_zarr(tmp_path / "p.ome.zarr" / "0")
+    np.testing.assert_array_equal(data[:appended], frames[:appended])
+    assert not data[appended:].any()
+
+
 def test_sync_facade_from_a_thread_and_inside_a_running_loop(tmp_path: Path) -> None:
     frames = make_frames(3, (8, 8))
 

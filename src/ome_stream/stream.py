@@ -252,6 +252,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         pipeline = self._running()
         await pipeline.budget.acquire()
         self._enqueue(pipeline, pixels, extra, copy)
+        await pipeline.pace()
 
     def append_nowait(
         self,
@@ -279,6 +280,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
             await pipeline.budget.acquire()
             self._enqueue(pipeline, None, None, False, announce=False)
         self.live.accepted(first, self._next_frame - first)
+        await pipeline.pace()
 
     async def flush(self) -> None:
         """Return when every accepted frame is in storage (partial blocks included).

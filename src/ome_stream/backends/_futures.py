@@ -17,12 +17,13 @@ import anyio.lowlevel
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["call_soon", "hand_back", "wait_future"]
+__all__ = ["call_soon", "hand_back", "outcome", "wait_future"]
 
 
 class _Future(Protocol):
     def done(self) -> bool: ...
     def result(self) -> Any: ...
+    def exception(self) -> BaseException | None: ...
     def add_done_callback(self, callback: Any) -> None: ...
 
 
@@ -56,6 +57,15 @@ async def wait_future(future: _Future) -> Any:
     return future.result()
 
 
+def outcome(future: _Future) -> BaseException | None:
+    """The failure of an ended ``future`` (its cancellation included), or None."""
+    try:
+        error: BaseException | None = future.exception()
+    except BaseException as err:  # cancelled
+        error = err
+    return error
+
+
 def hand_back(
     future: _Future,
     token: anyio.lowlevel.EventLoopToken,
@@ -66,12 +76,4 @@ def hand_back(
     ``error`` is None on success, else the future's exception (or the cancellation).
     No task waits: the completing thread only schedules the call.
     """
-
-    def ended(done: Any) -> None:
-        try:
-            error = done.exception()
-        except BaseException as err:  # cancelled
-            error = err
-        call_soon(token, lambda: on_done(error))
-
-    future.add_done_callback(ended)
+    future.add_done_callback(lambda done: call_soon(token, lambda: on_done(outcome(done))))

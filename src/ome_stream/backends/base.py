@@ -8,7 +8,7 @@ shards) before it calls :meth:`Backend.write`, so every storage object is writte
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ome_stream.backends.registry import (
     BACKENDS,
@@ -30,11 +30,28 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "BackendInfo",
+    "WriteFuture",
     "available_backends",
     "backend_info",
     "first_available_backend",
     "load_backend",
 ]
+
+
+class WriteFuture(Protocol):
+    """A write started by :meth:`Backend.start_write` (tensorstore's or concurrent's)."""
+
+    def done(self) -> bool:
+        """Whether the write has ended."""
+
+    def exception(self) -> BaseException | None:
+        """The failure of an ended write, or None."""
+
+    def result(self) -> Any:
+        """The outcome of an ended write (raises its failure)."""
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        """Call ``callback(future)`` once the write has ended (from any thread)."""
 
 
 class Backend(ABC):
@@ -73,20 +90,16 @@ class Backend(ABC):
         """Write ``block`` at ``origin`` (storage order) of array ``array_index``."""
 
     def start_write(
-        self,
-        array_index: int,
-        origin: tuple[int, ...],
-        block: np.ndarray,
-        on_done: Callable[[BaseException | None], None],
-    ) -> bool:
-        """Start writing ``block`` without a task; ``on_done(error)`` runs on the loop.
+        self, array_index: int, origin: tuple[int, ...], block: np.ndarray
+    ) -> WriteFuture | None:
+        """Start writing ``block`` without a task; return the write's future, or None.
 
-        A backend whose engine completes writes on its own threads may take the write
-        here and return True: the stream then spends no task per block. ``on_done`` must
-        be called exactly once, on the event loop, with None or the failure. The default
-        returns False: the stream awaits :meth:`write` in a task.
+        A backend whose engine completes writes on its own threads may start the write
+        here and return its future (``done``, ``exception``, ``add_done_callback``): the
+        stream then spends no task per block and collects ended writes in order, with one
+        wake-up for many. The default returns None: the stream awaits :meth:`write`.
         """
-        return False
+        return None
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:  # noqa: B027
         """A frame at storage ``index`` was skipped (only for one-frame blocks).

@@ -12,17 +12,14 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 import tensorstore as ts
 
-from ome_stream.backends._futures import hand_back, wait_future
-from ome_stream.backends.base import Backend
+from ome_stream.backends._futures import wait_future
+from ome_stream.backends.base import Backend, WriteFuture
 from ome_stream.metadata.ngff import group_documents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import numpy as np
 
     from ome_stream.layout import AcquisitionRecord, ArraySpec, Layout
@@ -233,14 +230,12 @@ class TensorStoreBackend(Backend):
         self._arrays: list[ts.TensorStore] = []
         self._kv: ts.KvStore | None = None
         self._timeout = request_timeout(settings.output_path, settings.storage_options)
-        self._token: anyio.lowlevel.EventLoopToken | None = None
 
     async def _wait(self, future: Any, what: str) -> Any:
         return await wait_bounded(future, self._timeout, what)
 
     async def open(self) -> None:
         """Create the arrays and write the group documents of the empty dataset."""
-        self._token = anyio.lowlevel.current_token()
         self._kv = await self._wait(ts.KvStore.open(self._kvstore, context=self._context), "open")
         compression = self.layout.settings.compression
         for array in self.layout.arrays:
@@ -282,23 +277,18 @@ class TensorStoreBackend(Backend):
         await self._wait(commit, f"write {self.layout.arrays[array_index].array_path!r}")
 
     def start_write(
-        self,
-        array_index: int,
-        origin: tuple[int, ...],
-        block: np.ndarray,
-        on_done: Callable[[BaseException | None], None],
-    ) -> bool:
-        """Local files: start the write; its commit is handed back to the loop, no task.
+        self, array_index: int, origin: tuple[int, ...], block: np.ndarray
+    ) -> WriteFuture | None:
+        """Local files: start the write and return its commit future (no task waits).
 
         Object storage keeps the awaited path, which bounds every request in time, and so
         does a subclass that overrides :meth:`write`.
         """
-        token = self._token
         overridden = type(self).write is not TensorStoreBackend.write  # a subclass's own write
-        if self._timeout is not None or token is None or overridden:
-            return False
-        hand_back(self._begin(array_index, origin, block), token, on_done)
-        return True
+        if self._timeout is not None or overridden:
+            return None
+        commit: WriteFuture = self._begin(array_index, origin, block)
+        return commit
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read one frame back from storage."""

@@ -18,14 +18,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 import zarr
 from zarr.api.asynchronous import create_array
 from zarr.core.buffer import default_buffer_prototype
 
-from ome_stream.backends._futures import hand_back
-from ome_stream.backends.base import Backend
+from ome_stream.backends.base import Backend, WriteFuture
 from ome_stream.backends.tensorstore import (
     S3_MAX_RETRIES,
     kvstore_spec,
@@ -36,7 +34,7 @@ from ome_stream.backends.tensorstore import (
 from ome_stream.metadata.ngff import group_documents
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Coroutine
 
     import numpy as np
     from obstore.store import RetryConfig
@@ -188,26 +186,20 @@ class ZarrPythonBackend(Backend):
         await self._run(self._arrays[array_index].setitem(region, block), "write")
 
     def start_write(
-        self,
-        array_index: int,
-        origin: tuple[int, ...],
-        block: np.ndarray,
-        on_done: Callable[[BaseException | None], None],
-    ) -> bool:
-        """Local files: start the write on zarr's loop; its end is handed back, no task.
+        self, array_index: int, origin: tuple[int, ...], block: np.ndarray
+    ) -> WriteFuture | None:
+        """Local files: start the write on zarr's loop and return its future (no task).
 
         Object storage keeps the awaited path, which bounds every request in time, and so
         does a subclass that overrides :meth:`write`.
         """
         overridden = type(self).write is not ZarrPythonBackend.write
         if self._timeout is not None or self._loop is None or overridden:
-            return False
+            return None
         self.layout.contrast.observe(array_index, origin, block)
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
         coroutine = self._arrays[array_index].setitem(region, block)
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop.loop)
-        hand_back(future, anyio.lowlevel.current_token(), on_done)
-        return True
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop.loop)
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read one frame back from storage."""
