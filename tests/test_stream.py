@@ -444,12 +444,12 @@ async def test_append_into_free_room_is_cancellable_and_lets_other_tasks_run(
         nonlocal ticks
         while True:
             ticks += 1
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     appended = 0
     async with anyio.create_task_group() as tg:
         tg.start_soon(other_task)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         async with open_stream(settings) as stream:
             with anyio.CancelScope() as scope:
                 for frame in frames:  # room for every frame: append never waits
