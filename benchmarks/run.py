@@ -27,6 +27,7 @@ Fairness:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -313,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
             order = writers[shift:] + writers[:shift]
             print(f"run {run + 1}/{runs}: {case.name}: {', '.join(order)}", file=sys.stderr)
             record(run_batch(case, order, out, args.quick, peer))
+    if args.dir is None:  # the temp root made above, empty once every batch is deleted
+        with contextlib.suppress(OSError):
+            out.rmdir()
     rows = summarize(results)
     disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
     entries = ratios(rows)
