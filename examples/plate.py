@@ -26,7 +26,7 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
             Dimension(
                 name="p",
                 type="position",
-                # order should match stage position traversal during acquisition
+                # list the wells in the order the stage visits them
                 coords=[
                     Position(name="fov0", plate_row="A", plate_column="1"),
                     Position(name="fov0", plate_row="A", plate_column="2"),

@@ -410,11 +410,10 @@ class WriterPipeline:
     ) -> None:
         try:
             await self.backend.write(array_index, origin, block)
-        except Exception as err:
+        except BaseException as err:  # a failure is recorded; a cancellation goes on
             ended(err)
-        except BaseException as err:  # cancelled: the block's frames were not written
-            ended(err)
-            raise
+            if not isinstance(err, Exception):
+                raise
         else:
             ended(None)
 

@@ -181,9 +181,15 @@ class ZarrPythonBackend(Backend):
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one whole block (a row of shards)."""
+        await self._run(self._setitem(array_index, origin, block), "write")
+
+    def _setitem(
+        self, array_index: int, origin: tuple[int, ...], block: np.ndarray
+    ) -> Coroutine[Any, Any, None]:
         self.layout.contrast.observe(array_index, origin, block)
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
-        await self._run(self._arrays[array_index].setitem(region, block), "write")
+        coroutine: Coroutine[Any, Any, None] = self._arrays[array_index].setitem(region, block)
+        return coroutine
 
     def start_write(
         self, array_index: int, origin: tuple[int, ...], block: np.ndarray
@@ -196,9 +202,7 @@ class ZarrPythonBackend(Backend):
         overridden = type(self).write is not ZarrPythonBackend.write
         if self._timeout is not None or self._loop is None or overridden:
             return None
-        self.layout.contrast.observe(array_index, origin, block)
-        region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
-        coroutine = self._arrays[array_index].setitem(region, block)
+        coroutine = self._setitem(array_index, origin, block)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop.loop)
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
