@@ -270,3 +270,26 @@ def test_kill_9_mid_acquisition_keeps_complete_objects(tmp_path: Path, backend: 
         np.testing.assert_array_equal(data[i], frame(i))
     for i, plane in enumerate(data):
         assert not plane.any() or (plane == frame(i)).all()
+
+
+@pytest.mark.anyio
+async def test_tensorstore_chunks_are_renamed_into_place_without_fsync_or_lock_files(
+    tmp_path: Path,
+) -> None:
+    """tensorstore on local files: no per-chunk fsync or lock file, still whole chunks.
+
+    Durability is the operating system's, as on every other backend (docs/reliability.md);
+    the kill -9 test above checks that each chunk still appears whole or not at all.
+    """
+    settings = make_settings(tmp_path, "tensorstore")
+    async with open_stream(settings) as stream:
+        context = stream._backend._context  # type: ignore[union-attr]
+        assert context["file_io_sync"].to_json() is False
+        assert context["file_io_locking"].to_json() == {"mode": "none"}
+        for i in range(40):
+            await stream.append(frame(i))
+        await stream.flush()
+        # every chunk renamed into place: no temporary or lock file is left next to one
+        names = [p.name for p in Path(settings.output_path).rglob("*") if p.is_file()]
+        assert not [n for n in names if "lock" in n], names
+    np.testing.assert_array_equal(read_frames(settings), np.stack([frame(i) for i in range(40)]))
