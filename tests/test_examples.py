@@ -46,13 +46,13 @@ def frame_numbers(data: np.ndarray) -> np.ndarray:
 def test_single_5d_image(tmp_path: Path, fmt: str) -> None:
     out = run("single_5d_image", tmp_path, fmt)
     data = zarr_array(f"{out}/0") if fmt == "ome-zarr" else tiff_array(out)[0]
-    np.testing.assert_array_equal(frame_numbers(data), np.arange(24).reshape(2, 3, 4))
+    np.testing.assert_array_equal(frame_numbers(data), np.arange(30).reshape(3, 2, 5))
 
 
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_transposed_order(tmp_path: Path, fmt: str) -> None:
     out = run("transposed_order", tmp_path, fmt)
-    acquired = np.arange(24).reshape(2, 4, 3)  # t, z, c
+    acquired = np.arange(36).reshape(3, 6, 2)  # t, z, c
     if fmt == "ome-zarr":
         np.testing.assert_array_equal(
             frame_numbers(zarr_array(f"{out}/0")), acquired.transpose(0, 2, 1)
@@ -66,10 +66,10 @@ def test_transposed_order(tmp_path: Path, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_multiposition(tmp_path: Path, fmt: str) -> None:
     out = run("multiposition", tmp_path, fmt)
-    acquired = np.arange(48).reshape(2, 2, 3, 4)  # t, p, c, z
-    for p in range(2):
+    acquired = np.arange(36).reshape(2, 3, 2, 3)  # t, p, c, z
+    for p in range(3):
         if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/Pos{p}/0")
+            data = zarr_array(f"{out}/embryo-{p + 1}/0")
         else:
             data = tiff_array(f"{out}/multiposition_p{p:03d}.ome.tiff", p)[0]
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
@@ -78,23 +78,29 @@ def test_multiposition(tmp_path: Path, fmt: str) -> None:
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_plate(tmp_path: Path, fmt: str) -> None:
     out = run("plate", tmp_path, fmt)
-    acquired = np.arange(96).reshape(2, 4, 3, 4)
-    for p, path in enumerate(["A/1/fov0", "A/2/fov0", "C/4/fov0", "C/4/fov1"]):
+    acquired = np.arange(48).reshape(3, 4, 2, 2)  # t, p, c, z
+    for p, path in enumerate(["B/3/site-1", "B/3/site-2", "B/4/site-1", "E/7/site-1"]):
         if fmt == "ome-zarr":
             data = zarr_array(f"{out}/{path}/0")
         else:
-            data, ome = tiff_array(f"{out}/example_5d_plate_p{p:03d}.ome.tiff", p)
-            assert ome.plates[0].name == "Example Plate"
+            data, ome = tiff_array(f"{out}/drug_screen_p{p:03d}.ome.tiff", p)
+            assert ome.plates[0].name == "96-well screen"
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
+    if fmt == "ome-zarr":  # the whole 96-well plate is described, three wells were visited
+        plate = zarr.open_group(out, mode="r").attrs["ome"]["plate"]
+        assert plate["name"] == "96-well screen"
+        assert [r["name"] for r in plate["rows"]] == list("ABCDEFGH")
+        assert [c["name"] for c in plate["columns"]] == [str(n) for n in range(1, 13)]
+        assert [w["path"] for w in plate["wells"]] == ["B/3", "B/4", "E/7"]
 
 
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_unbounded(tmp_path: Path, fmt: str) -> None:
     out = run("unbounded", tmp_path, fmt, "3")
-    acquired = np.arange(6).reshape(3, 2)
-    for p in range(2):
+    acquired = np.arange(9).reshape(3, 3)  # t, p
+    for p in range(3):
         if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/Pos{p}/0")
+            data = zarr_array(f"{out}/dish-{p + 1}/0")
         else:
             data = tiff_array(f"{out}/unbounded_p{p:03d}.ome.tiff", p)[0]
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
