@@ -17,7 +17,7 @@ from ome_stream import (
 )
 
 #: the wells this screen images, in the order the stage visits them: (row, column, site)
-VISITS = [("B", "3", "site-1"), ("B", "3", "site-2"), ("B", "4", "site-1"), ("E", "7", "site-1")]
+VISITS = [("B", "3", "site1"), ("B", "3", "site2"), ("B", "4", "site1"), ("E", "7", "site1")]
 
 
 def main(output_dir: Path, fmt: str = "ome-zarr") -> str:

@@ -63,7 +63,7 @@ SCREEN = Plate(
     column_names=[str(n) for n in range(1, 9)],
 )
 #: the fields imaged, in stage order: (row, column, field name); well B2 has two
-FIELDS = (("B", "2", "site-1"), ("B", "2", "site-2"), ("D", "5", "site-1"), ("F", "8", "site-1"))
+FIELDS = (("B", "2", "site1"), ("B", "2", "site2"), ("D", "5", "site1"), ("F", "8", "site1"))
 
 
 def field_positions(n: int = len(FIELDS)) -> list[Position]:

@@ -79,7 +79,7 @@ def test_multiposition(tmp_path: Path, fmt: str) -> None:
 def test_plate(tmp_path: Path, fmt: str) -> None:
     out = run("plate", tmp_path, fmt)
     acquired = np.arange(48).reshape(3, 4, 2, 2)  # t, p, c, z
-    for p, path in enumerate(["B/3/site-1", "B/3/site-2", "B/4/site-1", "E/7/site-1"]):
+    for p, path in enumerate(["B/3/site1", "B/3/site2", "B/4/site1", "E/7/site1"]):
         if fmt == "ome-zarr":
             data = zarr_array(f"{out}/{path}/0")
         else:

@@ -69,7 +69,7 @@ def scenario(name: str, fmt: str) -> Scenario:
         acquired = np.arange(36).reshape(2, 3, 2, 3)  # t, p, c, z
         images = [Image("tcz", acquired[:, p], f"embryo-{p + 1}") for p in range(3)]
         return Scenario(images, {"z": 2.0, "y": 0.65, "x": 0.65})
-    if name == "plate":  # B/3 site-1, B/3 site-2, B/4 site-1, E/7 site-1
+    if name == "plate":  # B/3 site1, B/3 site2, B/4 site1, E/7 site1
         acquired = np.arange(48).reshape(3, 4, 2, 2)  # t, p, c, z
         return Scenario([Image("tcz", acquired[:, p]) for p in range(4)])
     if name == "unbounded":
