@@ -59,7 +59,7 @@ def mda_plate() -> useq.MDASequence:
     )
     return useq.MDASequence(
         time_plan={"interval": 0, "loops": 2},
-        channels=["DAPI", "Cy5"],
+        channels=["Cy5", "FITC"],
         stage_positions=plan,
     )
 
