@@ -23,7 +23,7 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         dimensions=[
             Dimension(name="t", count=2, type="time", scale=30, unit="s"),
             Dimension(name="p", type="position", coords=EMBRYOS),
-            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="c", type="channel", coords=["GFP", "mCherry"]),
             Dimension(name="z", count=3, type="space", scale=2.0, unit="micrometer"),
             Dimension(name="y", count=80, chunk_size=40, scale=0.65, unit="micrometer"),
             Dimension(name="x", count=80, chunk_size=40, scale=0.65, unit="micrometer"),

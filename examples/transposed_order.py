@@ -19,7 +19,7 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         root_path=output_dir / "transposed",
         format=fmt,
         dimensions=[
-            Dimension(name="t", count=3, type="time"),
+            Dimension(name="t", count=3, type="time", scale=20, unit="s"),
             # a fast filter wheel: both channels at each plane before the stage moves
             Dimension(name="z", count=6, type="space", scale=0.3, unit="micrometer"),
             Dimension(name="c", count=2, type="channel", coords=["mCherry", "GFP"]),

@@ -94,7 +94,7 @@ def test_multi_position_unbounded_with_skips_sync(tmp_path: Path) -> None:
         format={"name": "ome-zarr", "backend": "acquire-zarr"},
         dtype="uint8",
         dimensions=[
-            Dimension(name="t", count=None, type="time"),
+            Dimension(name="t", count=None, type="time", unit="s"),
             Dimension(name="p", type="position", coords=list(SITES)),
             *dims_from_standard_axes({"y": 16, "x": 10}),
         ],

@@ -223,7 +223,7 @@ def test_manifest_records_the_settings_and_global_metadata(tmp_path: Path) -> No
     settings = scratch(root, sizes)
     summary = {"objective": "20x/0.8", "lasers": [405, 488], "stage": {"z_um": 12.5}}
     with create_stream(settings) as stream:
-        stream.set_global_metadata("pymmcore_plus", summary)
+        stream.set_global_metadata("microscope", summary)
         for frame in make_frames(12, SHAPE):
             stream.append(frame)
         stream.set_global_metadata("operator", {"initials": "JD"})
@@ -242,7 +242,7 @@ def test_manifest_records_the_settings_and_global_metadata(tmp_path: Path) -> No
     assert [c["name"] for c in dims[0]["coords"]] == ["A", "B"]
     assert manifest["position_shapes"] == [[2, 3, *SHAPE]] * 2
     assert manifest["global_metadata"] == {
-        "pymmcore_plus": summary,
+        "microscope": summary,
         "operator": {"initials": "JD"},
     }
     # after close, new global metadata reaches the manifest at once

@@ -110,7 +110,7 @@ def test_basic_pattern_guide_example(tmp_path: Path) -> None:
         root_path=tmp_path / "example.ome.zarr",
         dimensions=[
             Dimension(name="t", count=3, chunk_size=1, type="time", unit="s"),
-            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="c", type="channel", coords=["DAPI", "GFP"]),
             Dimension(name="z", count=3, chunk_size=3, type="space", unit="um"),
             Dimension(name="y", count=1024, chunk_size=256, type="space", unit="um"),
             Dimension(name="x", count=768, chunk_size=256, type="space", unit="um"),
@@ -179,7 +179,7 @@ async def test_unbounded_is_trimmed_to_what_was_written(tmp_path: Path) -> None:
         root_path=tmp_path / "u.ome.zarr",
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=None, type="time"),
+            Dimension(name="t", count=None, type="time", unit="s"),
             Dimension(name="c", count=3, chunk_size=1),
             *dims_from_standard_axes({"y": 16, "x": 12}),
         ],

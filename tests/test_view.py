@@ -122,7 +122,7 @@ def test_full_shape_view_and_positions_by_name(tmp_path: Path) -> None:
         root_path=tmp_path / "p.ome.zarr",
         dtype="uint8",
         dimensions=[
-            Dimension(name="t", count=2, type="time"),
+            Dimension(name="t", count=2, type="time", unit="s"),
             Dimension(name="p", type="position", coords=["left", "middle", "right"]),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],

@@ -176,7 +176,7 @@ async def test_hcs_plate(tmp_path: Path, backend: str, use_sync: bool) -> None:
         format=backend,
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=3, type="time"),
+            Dimension(name="t", count=3, type="time", scale=3600, unit="s"),
             Dimension(name="p", type="position", coords=positions),
             *dims_from_standard_axes({"c": 2, "z": 2, "y": 12, "x": 16}, chunk_shapes={"x": 8}),
         ],
