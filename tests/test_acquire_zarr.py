@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,27 @@ def on_acquire_zarr(
     return AcquisitionSettings(
         root_path=root, format="acquire-zarr", dtype=dtype, dimensions=dimensions, **kwargs
     )
+
+
+async def acquire_skipping(
+    settings: AcquisitionSettings,
+    frames: np.ndarray,
+    skipped: set[int],
+    opened: Callable[[Any], object] = lambda stream: None,
+) -> np.ndarray:
+    """Append ``frames`` in order but skip those numbered in ``skipped``; return what the
+    dataset must hold, in acquisition order (the skipped frames read 0). ``opened`` sees the
+    stream once it is open."""
+    async with open_stream(settings) as stream:
+        opened(stream)
+        for i, frame in enumerate(frames):
+            if i in skipped:
+                await stream.skip()
+            else:
+                await stream.append(frame)
+    expected = frames.copy()
+    expected[sorted(skipped)] = 0
+    return expected
 
 
 def read_both(path: Path) -> np.ndarray:
@@ -141,15 +163,7 @@ async def test_storage_order_ome_with_positions_unbounded_and_skips(tmp_path: Pa
     )
     assert settings.storage_index_permutation is not None
     frames = make_frames(3 * 2 * 4 * 3, (16, 12))
-    skipped = {1, 30, 71}
-    async with open_stream(settings) as stream:
-        for i, frame in enumerate(frames):
-            if i in skipped:
-                await stream.skip()
-            else:
-                await stream.append(frame)
-    expected = frames.copy()
-    expected[sorted(skipped)] = 0
+    expected = await acquire_skipping(settings, frames, skipped={1, 30, 71})
     acquired = expected.reshape(3, 2, 4, 3, 16, 12)
     root = tmp_path / "o.ome.zarr"
     for p, name in enumerate(["A", "B"]):
@@ -213,15 +227,7 @@ async def test_order_moving_the_first_dimension_holds_frames(tmp_path: Path) -> 
     # per position, the worst moment holds c0 and c1 at t1..t19
     assert frames_held(Layout(settings)) == 2 * 38
     frames = make_frames(3 * 2 * 20, (8, 6))
-    skipped = {9, 100}
-    async with open_stream(settings) as stream:
-        for i, frame in enumerate(frames):
-            if i in skipped:
-                await stream.skip()
-            else:
-                await stream.append(frame)
-    expected = frames.copy()
-    expected[sorted(skipped)] = 0
+    expected = await acquire_skipping(settings, frames, skipped={9, 100})
     acquired = expected.reshape(3, 2, 20, 8, 6)
     for p, name in enumerate(["A", "B"]):
         stored = np.transpose(acquired[:, p], (1, 0, 2, 3))  # c, t -> t, c
@@ -277,16 +283,14 @@ async def test_many_frames_in_flight_land_in_sequence(tmp_path: Path) -> None:
         ],
     )
     frames = make_frames(150, (24, 20))
-    skipped = {0, 5, 6, 77, 149}
-    async with open_stream(settings) as stream:
-        assert stream.max_inflight > 1  # several frames are handed over per batch
-        for i, frame in enumerate(frames):
-            if i in skipped:
-                await stream.skip()
-            else:
-                await stream.append(frame)
-    expected = frames.copy()
-    expected[sorted(skipped)] = 0
+    inflight: list[int] = []
+    expected = await acquire_skipping(
+        settings,
+        frames,
+        skipped={0, 5, 6, 77, 149},
+        opened=lambda s: inflight.append(s.max_inflight),
+    )
+    assert inflight[0] > 1  # several frames are handed over per batch
     expected = expected.reshape(75, 2, 24, 20)
     root = tmp_path / "s.ome.zarr"
     for p, name in enumerate(["A", "B"]):
