@@ -31,9 +31,14 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         dtype="uint16",
         overwrite=True,
     )
+    number = 0  # frame number: every pixel of a frame holds it
     with create_stream(settings) as stream:
-        for i in range(settings.num_frames or 0):
-            stream.append(np.full((80, 80), i, dtype="uint16"))
+        for _t in range(2):
+            for _embryo in EMBRYOS:  # the stage moves to the embryo here
+                for _channel in range(2):
+                    for _plane in range(3):
+                        stream.append(np.full((80, 80), number, dtype="uint16"))
+                        number += 1
     return settings.output_path
 
 

@@ -29,9 +29,13 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         dtype="uint16",
         overwrite=True,
     )
+    number = 0  # frame number: every pixel of a frame holds it
     with create_stream(settings) as stream:
-        for i in range(settings.num_frames or 0):
-            stream.append(np.full((96, 96), i, dtype="uint16"))
+        for _t in range(3):
+            for _plane in range(6):
+                for _channel in ("mCherry", "GFP"):  # only the filter changes between these
+                    stream.append(np.full((96, 96), number, dtype="uint16"))
+                    number += 1
     return settings.output_path
 
 
