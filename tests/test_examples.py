@@ -63,15 +63,21 @@ def test_transposed_order(tmp_path: Path, fmt: str) -> None:
         np.testing.assert_array_equal(frame_numbers(data), acquired)
 
 
+def position_images(out: str, fmt: str, groups: list[str]) -> list[tuple[np.ndarray, object]]:
+    """Pixels and OME-XML (None for OME-Zarr) of each position, in acquisition order: the
+    OME-Zarr image group named in ``groups``, or the OME-TIFF file numbered by position."""
+    if fmt == "ome-zarr":
+        return [(zarr_array(f"{out}/{group}/0"), None) for group in groups]
+    stem = Path(out).name
+    return [tiff_array(f"{out}/{stem}_p{p:03d}.ome.tiff", p) for p in range(len(groups))]
+
+
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_multiposition(tmp_path: Path, fmt: str) -> None:
     out = run("multiposition", tmp_path, fmt)
     acquired = np.arange(36).reshape(2, 3, 2, 3)  # t, p, c, z
-    for p in range(3):
-        if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/embryo-{p + 1}/0")
-        else:
-            data = tiff_array(f"{out}/multiposition_p{p:03d}.ome.tiff", p)[0]
+    images = position_images(out, fmt, ["embryo-1", "embryo-2", "embryo-3"])
+    for p, (data, _) in enumerate(images):
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
 
@@ -79,11 +85,9 @@ def test_multiposition(tmp_path: Path, fmt: str) -> None:
 def test_plate(tmp_path: Path, fmt: str) -> None:
     out = run("plate", tmp_path, fmt)
     acquired = np.arange(48).reshape(3, 4, 2, 2)  # t, p, c, z
-    for p, path in enumerate(["B/3/site1", "B/3/site2", "B/4/site1", "E/7/site1"]):
-        if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/{path}/0")
-        else:
-            data, ome = tiff_array(f"{out}/drug_screen_p{p:03d}.ome.tiff", p)
+    images = position_images(out, fmt, ["B/3/site1", "B/3/site2", "B/4/site1", "E/7/site1"])
+    for p, (data, ome) in enumerate(images):
+        if fmt == "ome-tiff":
             assert ome.plates[0].name == "96-well screen"
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
     if fmt == "ome-zarr":  # the whole 96-well plate is described, three wells were visited
@@ -98,11 +102,7 @@ def test_plate(tmp_path: Path, fmt: str) -> None:
 def test_unbounded(tmp_path: Path, fmt: str) -> None:
     out = run("unbounded", tmp_path, fmt, "3")
     acquired = np.arange(9).reshape(3, 3)  # t, p
-    for p in range(3):
-        if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/dish-{p + 1}/0")
-        else:
-            data = tiff_array(f"{out}/unbounded_p{p:03d}.ome.tiff", p)[0]
+    for p, (data, _) in enumerate(position_images(out, fmt, ["dish-1", "dish-2", "dish-3"])):
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
 
