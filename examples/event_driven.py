@@ -28,7 +28,7 @@ async def acquire(output_dir: Path, fmt: str = "ome-zarr") -> str:
         root_path=output_dir / "event_driven",
         format=fmt,
         dimensions=[
-            Dimension(name="t", count=None, type="time"),
+            Dimension(name="t", count=None, type="time", unit="s"),
             Dimension(name="y", count=64, chunk_size=64, type="space"),
             Dimension(name="x", count=64, chunk_size=64, type="space"),
         ],

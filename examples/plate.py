@@ -1,4 +1,4 @@
-"""A multi-well plate (HCS): positions name their well; two fields in well C4.
+"""A multi-well plate (HCS): positions name their well; two sites in well B3.
 
 Usage: python examples/plate.py OUTPUT_DIR [ome-zarr|ome-tiff]
 """
@@ -16,40 +16,37 @@ from ome_stream import (
     create_stream,
 )
 
+#: the wells this screen images, in the order the stage visits them: (row, column, site)
+VISITS = [("B", "3", "site1"), ("B", "3", "site2"), ("B", "4", "site1"), ("E", "7", "site1")]
+
 
 def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
     settings = AcquisitionSettings(
-        root_path=output_dir / "example_5d_plate",
+        root_path=output_dir / "drug_screen",
         format=fmt,
         dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            Dimension(name="t", count=3, type="time", unit="s"),
             Dimension(
                 name="p",
                 type="position",
-                # list the wells in the order the stage visits them
-                coords=[
-                    Position(name="fov0", plate_row="A", plate_column="1"),
-                    Position(name="fov0", plate_row="A", plate_column="2"),
-                    Position(name="fov0", plate_row="C", plate_column="4"),
-                    Position(name="fov1", plate_row="C", plate_column="4"),
-                ],
+                coords=[Position(name=s, plate_row=r, plate_column=c) for r, c, s in VISITS],
             ),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="z", count=4, chunk_size=1, type="space"),
-            Dimension(name="y", count=64, chunk_size=32, type="space"),
-            Dimension(name="x", count=64, chunk_size=32, type="space"),
+            Dimension(name="c", count=2, type="channel", coords=["Hoechst", "Alexa 488"]),
+            Dimension(name="z", count=2, type="space", scale=1.5, unit="micrometer"),
+            Dimension(name="y", count=48, chunk_size=24, type="space"),
+            Dimension(name="x", count=48, chunk_size=24, type="space"),
         ],
         dtype="uint16",
         plate=Plate(
-            name="Example Plate",
-            row_names=["A", "B", "C", "D"],
-            column_names=["1", "2", "3", "4", "5", "6", "7", "8"],
+            name="96-well screen",
+            row_names=list("ABCDEFGH"),
+            column_names=[str(n) for n in range(1, 13)],
         ),
         overwrite=True,
     )
     with create_stream(settings) as stream:
         for i in range(settings.num_frames or 0):
-            stream.append(np.full((64, 64), i, dtype="uint16"))
+            stream.append(np.full((48, 48), i, dtype="uint16"))
     return settings.output_path
 
 

@@ -120,19 +120,22 @@ def demo_core() -> UniMMCore:
     return core
 
 
+#: 3 time points; at each, two stage positions; at each, 2 channels of a 3-plane z stack
+SEQUENCE = useq.MDASequence(
+    time_plan={"interval": 0, "loops": 3},
+    stage_positions=[(0, 0, 0), useq.Position(x=500, y=500, z=0, name="cellB")],
+    channels=["DAPI", "FITC"],
+    z_plan={"range": 2, "step": 1},
+    axis_order="tpcz",
+)
+
+
 def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
     suffix = ".ome.zarr" if fmt == "ome-zarr" else ".ome.tiff"
-    sequence = useq.MDASequence(
-        time_plan={"interval": 0, "loops": 3},
-        stage_positions=[(0, 0, 0), useq.Position(x=500, y=500, z=0, name="cellB")],
-        channels=["DAPI", "FITC"],
-        z_plan={"range": 2, "step": 1},
-        axis_order="tpcz",
-    )
     core = demo_core()
     handler = OMEStreamHandler(Path(output_dir) / f"mda{suffix}", overwrite=True)
     with handler.connected(core):  # callbacks on the MDA thread: storage paces the camera
-        core.mda.run(sequence)
+        core.mda.run(SEQUENCE)
     assert handler.settings is not None
     return handler.settings.output_path
 

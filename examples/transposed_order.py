@@ -19,18 +19,23 @@ def main(output_dir: Path, fmt: str = "ome-zarr") -> str:
         root_path=output_dir / "transposed",
         format=fmt,
         dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
-            Dimension(name="z", count=4, chunk_size=1, type="space", scale=0.5, unit="um"),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="y", count=128, chunk_size=64, type="space", scale=0.1, unit="um"),
-            Dimension(name="x", count=128, chunk_size=64, type="space", scale=0.1, unit="um"),
+            Dimension(name="t", count=3, type="time", scale=20, unit="s"),
+            # a fast filter wheel: both channels at each plane before the stage moves
+            Dimension(name="z", count=6, type="space", scale=0.3, unit="micrometer"),
+            Dimension(name="c", count=2, type="channel", coords=["mCherry", "GFP"]),
+            Dimension(name="y", count=96, chunk_size=48, scale=0.13, unit="micrometer"),
+            Dimension(name="x", count=96, chunk_size=48, scale=0.13, unit="micrometer"),
         ],
         dtype="uint16",
         overwrite=True,
     )
+    number = 0  # frame number: every pixel of a frame holds it
     with create_stream(settings) as stream:
-        for i in range(settings.num_frames or 0):
-            stream.append(np.full((128, 128), i, dtype="uint16"))
+        for _t in range(3):
+            for _plane in range(6):
+                for _channel in ("mCherry", "GFP"):  # only the filter changes between these
+                    stream.append(np.full((96, 96), number, dtype="uint16"))
+                    number += 1
     return settings.output_path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
 from ome_zarr_models.v05.image import Image
 from pydantic import ValidationError
 
+from _settings import SITES, series
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
@@ -37,6 +39,40 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+#: three channels of a fluorescence acquisition, in the order they are taken
+CHANNELS = Dimension(name="c", type="channel", coords=["DAPI", "GFP", "Cy5"])
+
+
+def on_acquire_zarr(
+    root: Path, dimensions: list, dtype: str = "uint16", **kwargs: Any
+) -> AcquisitionSettings:
+    """Settings that write ``dimensions`` at ``root`` with the acquire-zarr backend."""
+    return AcquisitionSettings(
+        root_path=root, format="acquire-zarr", dtype=dtype, dimensions=dimensions, **kwargs
+    )
+
+
+async def acquire_skipping(
+    settings: AcquisitionSettings,
+    frames: np.ndarray,
+    skipped: set[int],
+    opened: Callable[[Any], object] = lambda stream: None,
+) -> np.ndarray:
+    """Append ``frames`` in order but skip those numbered in ``skipped``; return what the
+    dataset must hold, in acquisition order (the skipped frames read 0). ``opened`` sees the
+    stream once it is open."""
+    async with open_stream(settings) as stream:
+        opened(stream)
+        for i, frame in enumerate(frames):
+            if i in skipped:
+                await stream.skip()
+            else:
+                await stream.append(frame)
+    expected = frames.copy()
+    expected[sorted(skipped)] = 0
+    return expected
+
+
 def read_both(path: Path) -> np.ndarray:
     by_zarr = np.asarray(zarr.open_array(str(path), mode="r")[...])
     spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": str(path)}}
@@ -47,24 +83,22 @@ def read_both(path: Path) -> np.ndarray:
 @pytest.mark.anyio
 @pytest.mark.parametrize("compression", [None, "blosc-zstd", "blosc-lz4"])
 async def test_single_image(tmp_path: Path, compression: str | None) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "a.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint16",
-        compression=compression,
-        dimensions=[
+    settings = on_acquire_zarr(
+        tmp_path / "a.ome.zarr",
+        [
             Dimension(name="t", count=4, chunk_size=2, shard_size_chunks=2),
-            Dimension(name="c", count=2, chunk_size=1, type="channel"),
+            CHANNELS,
             Dimension(name="y", count=48, chunk_size=16, unit="um", scale=0.2),
             Dimension(name="x", count=32, chunk_size=16, unit="um", scale=0.2),
         ],
+        compression=compression,
     )
-    frames = make_frames(8, (48, 32))
+    frames = make_frames(12, (48, 32))
     async with open_stream(settings) as stream:
         for frame in frames:
             await stream.append(frame)
     root = tmp_path / "a.ome.zarr"
-    np.testing.assert_array_equal(read_both(root / "0"), frames.reshape(4, 2, 48, 32))
+    np.testing.assert_array_equal(read_both(root / "0"), frames.reshape(4, 3, 48, 32))
     meta = json.loads((root / "0" / "zarr.json").read_text())
     assert meta["dimension_names"] == ["t", "c", "y", "x"]
     if compression:
@@ -82,12 +116,12 @@ def test_multi_position_unbounded_with_skips_sync(tmp_path: Path) -> None:
         format={"name": "ome-zarr", "backend": "acquire-zarr"},
         dtype="uint8",
         dimensions=[
-            Dimension(name="t", count=None, chunk_size=1, type="time"),
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
-            *dims_from_standard_axes({"y": 16, "x": 16}),
+            Dimension(name="t", count=None, type="time", unit="s"),
+            Dimension(name="p", type="position", coords=list(SITES)),
+            *dims_from_standard_axes({"y": 16, "x": 10}),
         ],
     )
-    frames = make_frames(7, (16, 16), dtype="uint8")
+    frames = make_frames(7, (16, 10), dtype="uint8")  # 2 time points and a third begun
     with create_stream(settings) as stream:
         for i, frame in enumerate(frames):
             if i == 2:
@@ -97,9 +131,9 @@ def test_multi_position_unbounded_with_skips_sync(tmp_path: Path) -> None:
     root = tmp_path / "m.ome.zarr"
     expected = frames.copy()
     expected[2] = 0
-    expected = np.concatenate([expected, np.zeros((1, 16, 16), "uint8")]).reshape(4, 2, 16, 16)
-    for p in range(2):
-        np.testing.assert_array_equal(read_both(root / f"Pos{p}" / "0"), expected[:, p])
+    expected = np.concatenate([expected, np.zeros((2, 16, 10), "uint8")]).reshape(3, 3, 16, 10)
+    for p, name in enumerate(SITES):
+        np.testing.assert_array_equal(read_both(root / name / "0"), expected[:, p])
     BioFormats2Raw.from_zarr(zarr.open_group(str(root), mode="r"))
 
 
@@ -108,50 +142,28 @@ def test_what_acquire_zarr_cannot_do_is_rejected_up_front() -> None:
     with pytest.raises(
         ValidationError, match="compression 'zstd' is not supported by the 'acquire-zarr' backend"
     ):
-        AcquisitionSettings(
-            root_path="a.ome.zarr",
-            format="acquire-zarr",
-            dtype="uint8",
-            dimensions=dims,
-            compression="zstd",
-        )
+        on_acquire_zarr(Path("a.ome.zarr"), dims, compression="zstd")
     with pytest.raises(ValidationError, match="cannot write multiscale levels"):
-        AcquisitionSettings(
-            root_path="a.ome.zarr",
-            format="acquire-zarr",
-            dtype="uint8",
-            dimensions=dims,
-            pyramid=Pyramid(levels=2),
-        )
+        on_acquire_zarr(Path("a.ome.zarr"), dims, pyramid=Pyramid(levels=3))
 
 
 @pytest.mark.anyio
 async def test_storage_order_ome_with_positions_unbounded_and_skips(tmp_path: Path) -> None:
     """Acquired t, p, z, c and stored t, c, z: every frame at its storage index."""
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "o.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint16",
-        dimensions=[
+    settings = on_acquire_zarr(
+        tmp_path / "o.ome.zarr",
+        [
             Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=2, type="time"),
             Dimension(name="p", type="position", coords=["A", "B"]),
             Dimension(name="z", count=4, chunk_size=2, shard_size_chunks=2, type="space"),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
+            CHANNELS,
             *dims_from_standard_axes({"y": 16, "x": 12}),
         ],
         storage_order="ome",
     )
     assert settings.storage_index_permutation is not None
     frames = make_frames(3 * 2 * 4 * 3, (16, 12))
-    skipped = {1, 30, 71}
-    async with open_stream(settings) as stream:
-        for i, frame in enumerate(frames):
-            if i in skipped:
-                await stream.skip()
-            else:
-                await stream.append(frame)
-    expected = frames.copy()
-    expected[sorted(skipped)] = 0
+    expected = await acquire_skipping(settings, frames, skipped={1, 30, 71})
     acquired = expected.reshape(3, 2, 4, 3, 16, 12)
     root = tmp_path / "o.ome.zarr"
     for p, name in enumerate(["A", "B"]):
@@ -166,16 +178,15 @@ async def test_storage_order_ome_with_positions_unbounded_and_skips(tmp_path: Pa
 
 def test_storage_order_list_keeps_chunks_per_dimension_sync(tmp_path: Path) -> None:
     """An explicit order with uneven chunks and shards: chunks follow their dimension."""
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "l.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint8",
-        dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
+    settings = on_acquire_zarr(
+        tmp_path / "l.ome.zarr",
+        [
+            Dimension(name="t", count=2, type="time", scale=60, unit="s"),
             Dimension(name="c", count=2, chunk_size=2, type="channel"),
             Dimension(name="z", count=6, chunk_size=3, shard_size_chunks=2, type="space"),
             *dims_from_standard_axes({"y": 8, "x": 8}),
         ],
+        "uint8",
         storage_order=["t", "z", "c", "y", "x"],
     )
     frames = make_frames(2 * 2 * 6, (8, 8)).astype("uint8")
@@ -190,15 +201,9 @@ def test_storage_order_list_keeps_chunks_per_dimension_sync(tmp_path: Path) -> N
     assert opened.shards == (1, 6, 2, 8, 8)
 
 
-def channel_first(tmp_path: Path, **kwargs: Any) -> AcquisitionSettings:
+def channel_first(tmp_path: Path, dimensions: list, **kwargs: Any) -> AcquisitionSettings:
     """Acquired c, t (and maybe positions), stored t, c: acquire-zarr's first axis moves."""
-    return AcquisitionSettings(
-        root_path=tmp_path / "h.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint16",
-        storage_order="ome",
-        **kwargs,
-    )
+    return on_acquire_zarr(tmp_path / "h.ome.zarr", dimensions, storage_order="ome", **kwargs)
 
 
 @pytest.mark.anyio
@@ -211,8 +216,8 @@ async def test_order_moving_the_first_dimension_holds_frames(tmp_path: Path) -> 
 
     settings = channel_first(
         tmp_path,
-        dimensions=[
-            Dimension(name="c", count=3, type="channel"),
+        [
+            CHANNELS,
             Dimension(name="p", type="position", coords=["A", "B"]),
             Dimension(name="t", count=20, chunk_size=2, type="time"),
             *dims_from_standard_axes({"y": 8, "x": 6}),
@@ -222,15 +227,7 @@ async def test_order_moving_the_first_dimension_holds_frames(tmp_path: Path) -> 
     # per position, the worst moment holds c0 and c1 at t1..t19
     assert frames_held(Layout(settings)) == 2 * 38
     frames = make_frames(3 * 2 * 20, (8, 6))
-    skipped = {9, 100}
-    async with open_stream(settings) as stream:
-        for i, frame in enumerate(frames):
-            if i in skipped:
-                await stream.skip()
-            else:
-                await stream.append(frame)
-    expected = frames.copy()
-    expected[sorted(skipped)] = 0
+    expected = await acquire_skipping(settings, frames, skipped={9, 100})
     acquired = expected.reshape(3, 2, 20, 8, 6)
     for p, name in enumerate(["A", "B"]):
         stored = np.transpose(acquired[:, p], (1, 0, 2, 3))  # c, t -> t, c
@@ -250,12 +247,12 @@ async def test_frames_held_beyond_the_buffer_budget_are_refused_at_open(
 ) -> None:
     """The held frames must fit max_buffer_bytes: at the limit it opens, one byte less not."""
     dims = [
-        Dimension(name="c", count=3, type="channel"),
+        CHANNELS,
         Dimension(name="t", count=4, type="time"),
         *dims_from_standard_axes({"y": 8, "x": 8}),
     ]
     held_bytes = 6 * 8 * 8 * 2  # (c - 1) * (t - 1) frames of uint16
-    fits = channel_first(tmp_path, dimensions=dims, max_buffer_bytes=held_bytes)
+    fits = channel_first(tmp_path, dims, max_buffer_bytes=held_bytes)
     frames = make_frames(12, (8, 8))
     async with open_stream(fits) as stream:
         for frame in frames:
@@ -263,7 +260,7 @@ async def test_frames_held_beyond_the_buffer_budget_are_refused_at_open(
     stored = np.transpose(frames.reshape(3, 4, 8, 8), (1, 0, 2, 3))
     np.testing.assert_array_equal(read_both(tmp_path / "h.ome.zarr" / "0"), stored)
 
-    refused = channel_first(tmp_path / "x", dimensions=dims, max_buffer_bytes=held_bytes - 1)
+    refused = channel_first(tmp_path / "x", dims, max_buffer_bytes=held_bytes - 1)
     with pytest.raises(
         ValueError,
         match=r"hold up to 6 frames \(768 bytes\).*max_buffer_bytes=767\. Store them as "
@@ -277,27 +274,23 @@ async def test_frames_held_beyond_the_buffer_budget_are_refused_at_open(
 @pytest.mark.anyio
 async def test_many_frames_in_flight_land_in_sequence(tmp_path: Path) -> None:
     """Frames in flight together, shards along t, skips anywhere: all in their place."""
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "s.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint16",
-        dimensions=[
+    settings = on_acquire_zarr(
+        tmp_path / "s.ome.zarr",
+        [
             Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=8, type="time"),
             Dimension(name="p", type="position", coords=["A", "B"]),
             *dims_from_standard_axes({"y": 24, "x": 20}),
         ],
     )
     frames = make_frames(150, (24, 20))
-    skipped = {0, 5, 6, 77, 149}
-    async with open_stream(settings) as stream:
-        assert stream.max_inflight > 1  # several frames are handed over per batch
-        for i, frame in enumerate(frames):
-            if i in skipped:
-                await stream.skip()
-            else:
-                await stream.append(frame)
-    expected = frames.copy()
-    expected[sorted(skipped)] = 0
+    inflight: list[int] = []
+    expected = await acquire_skipping(
+        settings,
+        frames,
+        skipped={0, 5, 6, 77, 149},
+        opened=lambda s: inflight.append(s.max_inflight),
+    )
+    assert inflight[0] > 1  # several frames are handed over per batch
     expected = expected.reshape(75, 2, 24, 20)
     root = tmp_path / "s.ome.zarr"
     for p, name in enumerate(["A", "B"]):
@@ -306,14 +299,13 @@ async def test_many_frames_in_flight_land_in_sequence(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_open_failure_is_a_writer_error(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "long.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint8",
-        dimensions=[  # a series group whose name is longer than a file name may be
+    settings = on_acquire_zarr(
+        tmp_path / "long.ome.zarr",
+        [  # a series group whose name is longer than a file name may be
             Dimension(name="p", type="position", coords=["A" * 300, "B"]),
             *dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
         ],
+        "uint8",
     )
     with pytest.raises(WriterError, match="cannot create .*long.ome.zarr"):
         async with open_stream(settings):
@@ -332,9 +324,7 @@ async def test_cancelling_while_opening_leaks_no_thread(tmp_path: Path) -> None:
     before = native_threads()
     for i in range(12):
         root = tmp_path / f"c{i}.ome.zarr"
-        settings = AcquisitionSettings(
-            root_path=root, format="acquire-zarr", dtype="uint16", dimensions=dims
-        )
+        settings = on_acquire_zarr(root, dims)
         entered = False
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
@@ -357,12 +347,7 @@ async def test_cancelling_while_opening_leaks_no_thread(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_flush_says_acquire_zarr_cannot_flush(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "f.ome.zarr",
-        format="acquire-zarr",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
-    )
+    settings = series(tmp_path / "f.ome.zarr", 3, dtype="uint8", format="acquire-zarr")
     async with open_stream(settings) as stream:
         await stream.append(np.full((8, 8), 7, "uint8"))
         with pytest.raises(NotImplementedError, match="cannot flush"):

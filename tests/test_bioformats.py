@@ -15,12 +15,12 @@ import pytest
 import tifffile
 
 from _bioformats import BioFormats, Opened, bioformats_fixture  # noqa: F401 (fixture)
+from _settings import FIELDS, SCREEN, field_positions, well_index
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Channel,
     Dimension,
-    Plate,
     Position,
     create_stream,
     dims_from_standard_axes,
@@ -170,7 +170,7 @@ def multiposition(tmp_path: Path, frames: np.ndarray) -> AcquisitionSettings:
     settings = AcquisitionSettings(
         root_path=tmp_path / "mp.ome.tiff",
         dimensions=[
-            Dimension(name="t", count=2, type="time"),
+            Dimension(name="t", count=2, type="time", scale=30, unit="s"),
             Dimension(
                 name="p",
                 type="position",
@@ -231,19 +231,11 @@ def plate(tmp_path: Path, frames: np.ndarray) -> AcquisitionSettings:
     settings = AcquisitionSettings(
         root_path=tmp_path / "plate.ome.tiff",
         dimensions=[
-            Dimension(
-                name="p",
-                type="position",
-                coords=[
-                    Position(name="fov0", plate_row="A", plate_column="1"),
-                    Position(name="fov0", plate_row="B", plate_column="3"),
-                    Position(name="fov1", plate_row="B", plate_column="3"),
-                ],
-            ),
+            Dimension(name="p", type="position", coords=field_positions(3)),
             *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
         ],
         dtype="uint16",
-        plate=Plate(name="Screen 1", row_names=list("ABCD"), column_names=list("123456")),
+        plate=SCREEN,
     )
     acquire(settings, frames)
     return settings
@@ -254,10 +246,12 @@ def test_plate_each_file_names_plate_and_its_well(tmp_path: Path, bioformats: Bi
     settings = plate(tmp_path, frames)
     opened = bioformats.open(*settings.tiff_file_paths())
     assert_valid(opened)
-    for p, (one, well) in enumerate(zip(opened, [(0, 0), (1, 2), (1, 2)], strict=True)):
+    wells = [well_index(row, column) for row, column, _ in FIELDS[:3]]
+    assert wells == [(1, 1), (1, 1), (3, 4)]  # B2 twice, D5
+    for p, (one, well) in enumerate(zip(opened, wells, strict=True)):
         (plate_info,) = one.plates
-        assert plate_info["name"] == "Screen 1"
-        assert (plate_info["rows"], plate_info["columns"]) == (4, 6)
+        assert plate_info["name"] == SCREEN.name
+        assert (plate_info["rows"], plate_info["columns"]) == (6, 8)
         assert well in well_map(one)
         np.testing.assert_array_equal(
             own_series(one, p).pixels[0, :, 0], frames.reshape(3, 2, 8, 8)[p]
@@ -268,7 +262,7 @@ def test_plate_any_file_shows_every_well_and_field(tmp_path: Path, bioformats: B
     frames = make_frames(6, (8, 8))
     settings = plate(tmp_path, frames)
     for one in bioformats.open(*settings.tiff_file_paths()):
-        assert well_map(one) == {(0, 0): 1, (1, 2): 2}
+        assert well_map(one) == {(1, 1): 2, (3, 4): 1}
         assert len(one.series) == 3
         for p, series in enumerate(one.series):
             np.testing.assert_array_equal(series.pixels[0, :, 0], frames.reshape(3, 2, 8, 8)[p])
@@ -294,9 +288,9 @@ def test_unbounded_time_is_trimmed_to_what_was_acquired(tmp_path: Path, bioforma
         root_path=tmp_path / "u.ome.tiff",
         dtype="uint8",
         dimensions=[
-            Dimension(name="t", count=None, type="time"),
+            Dimension(name="t", count=None, type="time", unit="s"),
             Dimension(name="p", type="position", coords=["a", "b"]),
-            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="c", type="channel", coords=["Hoechst", "Alexa 647"]),
             *dims_from_standard_axes({"y": 8, "x": 8}),
         ],
     )

@@ -14,14 +14,15 @@ import tifffile
 import zarr
 from ome_types import from_xml
 
+from _settings import SCREEN, field_positions
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Channel,
     Dimension,
-    Plate,
     Position,
     create_stream,
+    dims_from_standard_axes,
 )
 from ome_stream._camera import camera_frames
 from ome_stream.cli import main, parse_dims
@@ -277,46 +278,37 @@ def test_info_plate_wells_and_fields(tmp_path: Path, fmt: str, backend: str, cap
         root_path=tmp_path / f"plate.{fmt.replace('-', '.')}",
         format={"name": fmt, "backend": backend},
         dimensions=[
-            Dimension(
-                name="p",
-                type="position",
-                coords=[
-                    Position(name="fov0", plate_row="A", plate_column="1"),
-                    Position(name="fov0", plate_row="B", plate_column="3"),
-                    Position(name="fov1", plate_row="B", plate_column="3"),
-                ],
-            ),
-            Dimension(name="c", count=2, type="channel"),
-            Dimension(name="y", count=16, type="space"),
-            Dimension(name="x", count=16, type="space"),
+            Dimension(name="p", type="position", coords=field_positions(3)),
+            *dims_from_standard_axes({"c": 2, "y": 12, "x": 16}),
         ],
         dtype="uint8",
-        plate=Plate(name="Screen 7", row_names=list("ABCD"), column_names=list("123456")),
+        plate=SCREEN,
     )
     with create_stream(settings) as stream:
-        for frame in make_frames(6, (16, 16), dtype="uint8"):
+        for frame in make_frames(6, (12, 16), dtype="uint8"):
             stream.append(frame)
     info = info_json(settings.output_path, capsys)
     assert info["layout"] == "plate" and len(info["images"]) == 3
     plate = info["plate"]
-    assert plate["name"] == "Screen 7"
-    assert (plate["rows"], plate["columns"]) == (4, 6)
+    assert plate["name"] == SCREEN.name
+    assert (plate["rows"], plate["columns"]) == (6, 8)
     fields = {(str(w["row"]), str(w["column"])): len(w["fields"]) for w in plate["wells"]}
     if fmt == "ome-zarr":
-        assert plate["row_names"] == list("ABCD") and plate["column_names"] == list("123456")
-        assert fields == {("A", "1"): 1, ("B", "3"): 2}
+        assert plate["row_names"] == list("ABCDEF")
+        assert plate["column_names"] == [str(n) for n in range(1, 9)]
+        assert fields == {("B", "2"): 2, ("D", "5"): 1}
         assert [(i["well"], i["name"]) for i in info["images"]] == [
-            ("A/1", "fov0"),
-            ("B/3", "fov0"),
-            ("B/3", "fov1"),
+            ("B/2", "site1"),
+            ("B/2", "site2"),
+            ("D/5", "site1"),
         ]
     else:  # well names from the plate's naming convention; without one, 0-based indices
         assert fields in (
-            {("A", "1"): 1, ("B", "3"): 2},
-            {("#0", "#0"): 1, ("#1", "#2"): 2},  # before the OME-XML carries conventions
+            {("B", "2"): 2, ("D", "5"): 1},
+            {("#1", "#1"): 2, ("#3", "#4"): 1},  # before the OME-XML carries conventions
         )
     text = (main(["info", settings.output_path]), capsys.readouterr().out)[1]
-    assert "plate 'Screen 7'" in text and "(2 field(s))" in text
+    assert f"plate '{SCREEN.name}'" in text and "(2 field(s))" in text
 
 
 def test_info_reports_invalid_metadata_and_non_datasets(tmp_path: Path, capsys) -> None:

@@ -46,13 +46,13 @@ def frame_numbers(data: np.ndarray) -> np.ndarray:
 def test_single_5d_image(tmp_path: Path, fmt: str) -> None:
     out = run("single_5d_image", tmp_path, fmt)
     data = zarr_array(f"{out}/0") if fmt == "ome-zarr" else tiff_array(out)[0]
-    np.testing.assert_array_equal(frame_numbers(data), np.arange(24).reshape(2, 3, 4))
+    np.testing.assert_array_equal(frame_numbers(data), np.arange(30).reshape(3, 2, 5))
 
 
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_transposed_order(tmp_path: Path, fmt: str) -> None:
     out = run("transposed_order", tmp_path, fmt)
-    acquired = np.arange(24).reshape(2, 4, 3)  # t, z, c
+    acquired = np.arange(36).reshape(3, 6, 2)  # t, z, c
     if fmt == "ome-zarr":
         np.testing.assert_array_equal(
             frame_numbers(zarr_array(f"{out}/0")), acquired.transpose(0, 2, 1)
@@ -63,40 +63,46 @@ def test_transposed_order(tmp_path: Path, fmt: str) -> None:
         np.testing.assert_array_equal(frame_numbers(data), acquired)
 
 
+def position_images(out: str, fmt: str, groups: list[str]) -> list[tuple[np.ndarray, object]]:
+    """Pixels and OME-XML (None for OME-Zarr) of each position, in acquisition order: the
+    OME-Zarr image group named in ``groups``, or the OME-TIFF file numbered by position."""
+    if fmt == "ome-zarr":
+        return [(zarr_array(f"{out}/{group}/0"), None) for group in groups]
+    stem = Path(out).name
+    return [tiff_array(f"{out}/{stem}_p{p:03d}.ome.tiff", p) for p in range(len(groups))]
+
+
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_multiposition(tmp_path: Path, fmt: str) -> None:
     out = run("multiposition", tmp_path, fmt)
-    acquired = np.arange(48).reshape(2, 2, 3, 4)  # t, p, c, z
-    for p in range(2):
-        if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/Pos{p}/0")
-        else:
-            data = tiff_array(f"{out}/multiposition_p{p:03d}.ome.tiff", p)[0]
+    acquired = np.arange(36).reshape(2, 3, 2, 3)  # t, p, c, z
+    images = position_images(out, fmt, ["embryo-1", "embryo-2", "embryo-3"])
+    for p, (data, _) in enumerate(images):
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
 
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_plate(tmp_path: Path, fmt: str) -> None:
     out = run("plate", tmp_path, fmt)
-    acquired = np.arange(96).reshape(2, 4, 3, 4)
-    for p, path in enumerate(["A/1/fov0", "A/2/fov0", "C/4/fov0", "C/4/fov1"]):
-        if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/{path}/0")
-        else:
-            data, ome = tiff_array(f"{out}/example_5d_plate_p{p:03d}.ome.tiff", p)
-            assert ome.plates[0].name == "Example Plate"
+    acquired = np.arange(48).reshape(3, 4, 2, 2)  # t, p, c, z
+    images = position_images(out, fmt, ["B/3/site1", "B/3/site2", "B/4/site1", "E/7/site1"])
+    for p, (data, ome) in enumerate(images):
+        if fmt == "ome-tiff":
+            assert ome.plates[0].name == "96-well screen"
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
+    if fmt == "ome-zarr":  # the whole 96-well plate is described, three wells were visited
+        plate = zarr.open_group(out, mode="r").attrs["ome"]["plate"]
+        assert plate["name"] == "96-well screen"
+        assert [r["name"] for r in plate["rows"]] == list("ABCDEFGH")
+        assert [c["name"] for c in plate["columns"]] == [str(n) for n in range(1, 13)]
+        assert [w["path"] for w in plate["wells"]] == ["B/3", "B/4", "E/7"]
 
 
 @pytest.mark.parametrize("fmt", ["ome-zarr", "ome-tiff"])
 def test_unbounded(tmp_path: Path, fmt: str) -> None:
     out = run("unbounded", tmp_path, fmt, "3")
-    acquired = np.arange(6).reshape(3, 2)
-    for p in range(2):
-        if fmt == "ome-zarr":
-            data = zarr_array(f"{out}/Pos{p}/0")
-        else:
-            data = tiff_array(f"{out}/unbounded_p{p:03d}.ome.tiff", p)[0]
+    acquired = np.arange(9).reshape(3, 3)  # t, p
+    for p, (data, _) in enumerate(position_images(out, fmt, ["dish-1", "dish-2", "dish-3"])):
         np.testing.assert_array_equal(frame_numbers(data), acquired[:, p])
 
 

@@ -70,7 +70,10 @@ async def test_past_the_end_and_skip_messages(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=tmp_path / "e.ome.zarr",
         dtype="uint8",
-        dimensions=[Dimension(name="t", count=3), *dims_from_standard_axes({"y": 4, "x": 4})],
+        dimensions=[
+            Dimension(name="t", count=3, unit="s"),
+            *dims_from_standard_axes({"y": 4, "x": 4}),
+        ],
     )
     frames = make_frames(3, (4, 4), dtype="uint8")
     async with open_stream(settings) as stream:
@@ -212,10 +215,10 @@ base.BACKENDS["stalled"] = base.BackendInfo(
     extra=None, compressions=("none",))
 settings = AcquisitionSettings(
     root_path=sys.argv[1], dtype="uint16", format="stalled",
-    dimensions=dims_from_standard_axes({"t": 5, "y": 8, "x": 8}))
+    dimensions=dims_from_standard_axes({"t": 5, "y": 6, "x": 10}))
 stream = create_stream(settings, drain_timeout=1)
 for i in range(5):
-    stream.append(np.full((8, 8), i, np.uint16))
+    stream.append(np.full((6, 10), i, np.uint16))
 """
 
 

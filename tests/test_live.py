@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
+from _settings import series
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
@@ -40,7 +41,7 @@ async def test_view_and_events_match_what_is_finally_on_disk(tmp_path: Path) -> 
             Dimension(name="t", count=None, chunk_size=2, type="time"),
             Dimension(name="p", type="position", coords=["a", "b"]),
             Dimension(name="z", count=3, chunk_size=3),
-            Dimension(name="c", count=2, chunk_size=1, type="channel"),
+            Dimension(name="c", type="channel", coords=["GFP", "mCherry"], chunk_size=1),
             *dims_from_standard_axes({"y": 8, "x": 8}),
         ],
     )
@@ -127,11 +128,7 @@ async def test_view_indexing(tmp_path: Path) -> None:
 
 
 def test_sync_view_and_callbacks(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "s.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 5, "y": 8, "x": 8}),
-    )
+    settings = series(tmp_path / "s.ome.zarr", 5)
     frames = make_frames(5, (8, 8))
     expansions: list[CoordUpdate] = []
     closed = threading.Event()

@@ -61,9 +61,9 @@ async def test_5d_acquisition_with_three_levels(
         format=backend,
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            Dimension(name="t", count=2, type="time", scale=60, unit="s"),
             Dimension(name="z", count=5, chunk_size=2, type="space", unit="um", scale=0.5),
-            Dimension(name="c", count=2, chunk_size=1, type="channel"),
+            Dimension(name="c", type="channel", coords=["DAPI", "FITC"]),
             Dimension(name="y", count=30, chunk_size=16, type="space", unit="um", scale=0.2),
             Dimension(name="x", count=45, chunk_size=16, type="space", unit="um", scale=0.2),
         ],
@@ -91,7 +91,7 @@ async def test_5d_acquisition_with_three_levels(
         d["coordinateTransformations"][0]["scale"] for d in attrs["multiscales"][0]["datasets"]
     ]
     zf = [1, 2, 4] if downsample_z else [1, 1, 1]
-    assert scales == [[1.0, 1.0, 0.5 * zf[i], 0.2 * 2**i, 0.2 * 2**i] for i in range(3)]
+    assert scales == [[60.0, 1.0, 0.5 * zf[i], 0.2 * 2**i, 0.2 * 2**i] for i in range(3)]
 
 
 @pytest.mark.anyio

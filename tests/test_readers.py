@@ -58,23 +58,23 @@ class Scenario:
 def scenario(name: str, fmt: str) -> Scenario:
     if name == "single_5d_image":
         return Scenario(
-            [Image("tcz", np.arange(24).reshape(2, 3, 4))], {"z": 0.5, "y": 0.1, "x": 0.1}
+            [Image("tcz", np.arange(30).reshape(3, 2, 5))], {"z": 0.4, "y": 0.13, "x": 0.13}
         )
     if name == "transposed_order":
-        acquired = np.arange(24).reshape(2, 4, 3)  # t, z, c
+        acquired = np.arange(36).reshape(3, 6, 2)  # t, z, c
         zarr = fmt == "ome-zarr"  # OME-Zarr stores t, c, z; OME-TIFF as acquired
         image = Image("tcz", acquired.transpose(0, 2, 1)) if zarr else Image("tzc", acquired)
-        return Scenario([image], {"z": 0.5, "y": 0.1, "x": 0.1})
+        return Scenario([image], {"z": 0.3, "y": 0.13, "x": 0.13})
     if name == "multiposition":
-        acquired = np.arange(48).reshape(2, 2, 3, 4)
-        images = [Image("tcz", acquired[:, p], f"Pos{p}") for p in range(2)]
-        return Scenario(images, {"z": 5.0, "y": 2.0, "x": 2.0})
-    if name == "plate":  # A/1 fov0, A/2 fov0, C/4 fov0, C/4 fov1
-        acquired = np.arange(96).reshape(2, 4, 3, 4)
+        acquired = np.arange(36).reshape(2, 3, 2, 3)  # t, p, c, z
+        images = [Image("tcz", acquired[:, p], f"embryo-{p + 1}") for p in range(3)]
+        return Scenario(images, {"z": 2.0, "y": 0.65, "x": 0.65})
+    if name == "plate":  # B/3 site1, B/3 site2, B/4 site1, E/7 site1
+        acquired = np.arange(48).reshape(3, 4, 2, 2)  # t, p, c, z
         return Scenario([Image("tcz", acquired[:, p]) for p in range(4)])
     if name == "unbounded":
-        acquired = np.arange(6).reshape(3, 2)
-        return Scenario([Image("t", acquired[:, p], f"Pos{p}") for p in range(2)])
+        acquired = np.arange(9).reshape(3, 3)  # t, p
+        return Scenario([Image("t", acquired[:, p], f"dish-{p + 1}") for p in range(3)])
     assert name == "event_driven"
     return Scenario([Image("t", np.arange(5))])
 
@@ -267,7 +267,7 @@ def test_bioformats2raw_root_opens_in_no_python_reader(datasets) -> None:
         BioImage(root)
     # what works in each: the position's own group, root/<index>
     for read in READERS.values():
-        assert read(image_paths(root)[1]).data.shape[-2:] == (128, 128)
+        assert read(image_paths(root)[1]).data.shape[-2:] == (80, 80)
 
 
 def test_bioio_needs_the_reader_for_an_image_inside_a_root(datasets) -> None:
@@ -287,7 +287,7 @@ def test_plate_root(datasets) -> None:
     location = parse_url(str(root))
     assert location is not None
     (node,) = [n for n in Reader(location)() if any(isinstance(s, Plate) for s in n.specs)]
-    assert node.data[0].shape == (2, 3, 4, 4 * 64, 8 * 64)  # every row and column of the plate
+    assert node.data[0].shape == (3, 2, 2, 8 * 48, 12 * 48)  # every row and column of the plate
     with pytest.raises(ValueError, match="HCS"):
         read_ngff_zarr(root)
     import bioio_ome_zarr

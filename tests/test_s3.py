@@ -18,6 +18,7 @@ import zarr
 from pydantic import ValidationError
 
 from _proxy import SwallowingProxy
+from _settings import series
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
@@ -190,12 +191,7 @@ def test_multi_position_and_plate_to_s3_with_the_sync_api(s3: S3Server, backend:
 
 @pytest.mark.anyio
 async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server, backend: str) -> None:
-    settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/u.ome.zarr",
-        format=backend,
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": None, "y": 16, "x": 16}),
-    )
+    settings = series(f"s3://{BUCKET}/u.ome.zarr", None, (16, 16), format=backend)
     frames = make_frames(5, (16, 16))
     async with open_stream(settings) as stream:
         for frame in frames:
@@ -221,11 +217,11 @@ async def test_unbounded_and_overwrite_rules_on_s3(s3: S3Server, backend: str) -
 
 @pytest.mark.anyio
 async def test_server_killed_mid_acquisition(s3: S3Server, backend: str) -> None:
-    settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/killed.ome.zarr",
+    settings = series(
+        f"s3://{BUCKET}/killed.ome.zarr",
+        40,
+        (16, 16),
         format=backend,
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 40, "y": 16, "x": 16}),
         max_buffer_bytes=4 * 16 * 16 * 2,
     )
     frames = make_frames(40, (16, 16))
@@ -248,43 +244,32 @@ async def test_server_killed_mid_acquisition(s3: S3Server, backend: str) -> None
     np.testing.assert_array_equal(data[:10], frames[:10])
 
 
-def test_what_object_storage_cannot_do() -> None:
-    dims = dims_from_standard_axes({"t": 2, "y": 8, "x": 8})
-    with pytest.raises(ValidationError, match="cannot write to object storage; use OME-Zarr"):
-        AcquisitionSettings(root_path="s3://b/run.ome.tiff", dtype="uint8", dimensions=dims)
-    with pytest.raises(ValidationError, match="cannot write to object storage"):
-        AcquisitionSettings(
-            root_path="s3://b/run.ome.zarr",
-            format="acquire-zarr",
-            dtype="uint8",
-            dimensions=dims,
-            storage_order="acquisition",
-        )
-    with pytest.raises(ValidationError, match="storage_options apply only to s3://"):
-        AcquisitionSettings(
-            root_path="run.ome.zarr",
-            dtype="uint8",
-            dimensions=dims,
-            storage_options={"endpoint": "http://x"},
-        )
-    with pytest.raises(ValidationError, match="unknown keys \\['secret'\\]"):
-        AcquisitionSettings(
-            root_path="s3://b/r.ome.zarr",
-            dtype="uint8",
-            dimensions=dims,
-            storage_options={"secret": "x"},
-        )
-    with pytest.raises(ValidationError, match="only local paths and s3:// URLs"):
-        AcquisitionSettings(root_path="gs://b/r.ome.zarr", dtype="uint8", dimensions=dims)
+@pytest.mark.parametrize(
+    ("root", "options", "message"),
+    [
+        ("s3://b/run.ome.tiff", {}, "cannot write to object storage; use OME-Zarr"),
+        (
+            "s3://b/run.ome.zarr",
+            {"format": "acquire-zarr", "storage_order": "acquisition"},
+            "cannot write to object storage",
+        ),
+        (
+            "run.ome.zarr",
+            {"storage_options": {"endpoint": "http://x"}},
+            "storage_options apply only to s3://",
+        ),
+        ("s3://b/r.ome.zarr", {"storage_options": {"secret": "x"}}, r"unknown keys \['secret'\]"),
+        ("gs://b/r.ome.zarr", {}, "only local paths and s3:// URLs"),
+    ],
+)
+def test_what_object_storage_cannot_do(root: str, options: dict, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        series(root, 2, dtype="uint8", **options)
 
 
 def test_bucket_layout_is_plain_objects(s3: S3Server) -> None:
     """Objects land under the prefix as a zarr hierarchy any S3 reader can walk."""
-    settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/walk.ome.zarr",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}),
-    )
+    settings = series(f"s3://{BUCKET}/walk.ome.zarr", 1, (4, 4), dtype="uint8")
     with create_stream(settings) as stream:
         stream.append(np.ones((4, 4), "uint8"))
     store = kv(s3, "walk.ome.zarr/")
@@ -302,11 +287,11 @@ def stalling(s3: S3Server) -> Iterator[SwallowingProxy]:
 
 
 def stalled_settings(proxy: SwallowingProxy, backend: str, name: str) -> AcquisitionSettings:
-    return AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/{name}.ome.zarr",
+    return series(
+        f"s3://{BUCKET}/{name}.ome.zarr",
+        40,
+        (16, 16),
         format=backend,
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 40, "y": 16, "x": 16}),
         max_buffer_bytes=4 * 16 * 16 * 2,
         # a short bound for the test; the default is 30 s
         storage_options={"endpoint": proxy.endpoint, "region": "us-east-1", "timeout": "2"},
@@ -359,15 +344,9 @@ async def test_an_endpoint_that_never_answers_fails_the_open(
 
 
 def test_the_storage_timeout_is_checked() -> None:
-    dims = dims_from_standard_axes({"t": 2, "y": 8, "x": 8})
     for bad in ("0", "-1", "soon", "inf"):
         with pytest.raises(ValidationError, match="timeout must be a positive number"):
-            AcquisitionSettings(
-                root_path="s3://b/r.ome.zarr",
-                dtype="uint8",
-                dimensions=dims,
-                storage_options={"timeout": bad},
-            )
+            series("s3://b/r.ome.zarr", 2, dtype="uint8", storage_options={"timeout": bad})
 
 
 @pytest.mark.anyio
@@ -379,13 +358,7 @@ async def test_overwrite_on_s3_parses_zarr_json(s3: S3Server, backend: str, docu
     notes = kv(s3, "mine.ome.zarr/")
     notes.write("zarr.json", document.encode()).result()
     notes.write("thesis.txt", b"irreplaceable").result()
-    settings = AcquisitionSettings(
-        root_path=f"s3://{BUCKET}/mine.ome.zarr",
-        format=backend,
-        dtype="uint16",
-        overwrite=True,
-        dimensions=dims_from_standard_axes({"t": 1, "y": 8, "x": 8}),
-    )
+    settings = series(f"s3://{BUCKET}/mine.ome.zarr", 1, format=backend, overwrite=True)
     with pytest.raises(FileExistsError, match="no zarr dataset; refusing"):
         async with open_stream(settings):
             pass

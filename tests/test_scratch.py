@@ -221,24 +221,30 @@ def test_manifest_records_the_settings_and_global_metadata(tmp_path: Path) -> No
     root = tmp_path / "meta"
     sizes = {"p": ["A", "B"], "t": 2, "c": 3, "y": 8, "x": 12}
     settings = scratch(root, sizes)
-    summary = {"a": 1, "nested": {"b": [2, 3], "c": "hello"}}
+    summary = {"objective": "20x/0.8", "lasers": [405, 488], "stage": {"z_um": 12.5}}
     with create_stream(settings) as stream:
-        stream.set_global_metadata("pymmcore_plus", summary)
+        stream.set_global_metadata("microscope", summary)
         for frame in make_frames(12, SHAPE):
             stream.append(frame)
-        stream.set_global_metadata("other", {"x": 42})
+        stream.set_global_metadata("operator", {"initials": "JD"})
     manifest, _ = read_files(root)
-    assert manifest["version"] == ome_stream.__version__
-    assert manifest["dtype"] == "uint16"
-    assert manifest["root_path"] == str(root)
-    assert "format" in manifest
+    recorded = {key: manifest[key] for key in ("version", "dtype", "root_path")}
+    assert recorded == {
+        "version": ome_stream.__version__,
+        "dtype": "uint16",
+        "root_path": str(root),
+    }
+    assert manifest["format"]["name"] == "scratch"
     dims = manifest["dimensions"]
     assert [d["name"] for d in dims] == ["p", "t", "c", "y", "x"]
     assert [d["type"] for d in dims] == ["position", "time", "channel", "space", "space"]
     assert [d["count"] for d in dims] == [2, 2, 3, 8, 12]
     assert [c["name"] for c in dims[0]["coords"]] == ["A", "B"]
     assert manifest["position_shapes"] == [[2, 3, *SHAPE]] * 2
-    assert manifest["global_metadata"] == {"pymmcore_plus": summary, "other": {"x": 42}}
+    assert manifest["global_metadata"] == {
+        "microscope": summary,
+        "operator": {"initials": "JD"},
+    }
     # after close, new global metadata reaches the manifest at once
     stream.set_global_metadata("late", {"k": "v"})
     manifest, _ = read_files(root)
@@ -272,11 +278,11 @@ def test_frame_metadata_file_is_empty_without_metadata(tmp_path: Path) -> None:
 
 def test_memory_mode_writes_nothing_and_keeps_global_metadata(tmp_path: Path) -> None:
     with create_stream(scratch("")) as stream:
-        stream.set_global_metadata("ns", {"k": "v"})
+        stream.set_global_metadata("lab", {"room": "B12"})
         stream.append(np.ones(SHAPE, "uint16"), frame_metadata={"delta_t": 0.0})
         backend = backend_of(stream)
     assert backend.root is None and not backend.on_disk
-    assert backend._global_metadata == {"ns": {"k": "v"}}
+    assert backend._global_metadata == {"lab": {"room": "B12"}}
     assert list(tmp_path.iterdir()) == []
 
 

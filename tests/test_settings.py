@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
 from pydantic import ValidationError
 
+from _settings import FIELDS, SCREEN, SITES, VISIT_SHAPE, Z_STEP, field_positions, visit_dims
 from ome_stream import (
     AcquisitionSettings,
     Channel,
@@ -18,11 +20,11 @@ from ome_stream import (
 )
 
 BASIC_DIMS = [
-    Dimension(name="t", count=2, chunk_size=1, type="time", unit="s"),
-    Dimension(name="c", count=3, chunk_size=1, type="channel"),
-    Dimension(name="z", count=32, chunk_size=16, type="space", unit="um"),
-    Dimension(name="y", count=1024, chunk_size=512, type="space", unit="um"),
-    Dimension(name="x", count=1024, chunk_size=512, type="space", unit="um"),
+    Dimension(name="t", count=5, chunk_size=1, type="time", unit="s"),
+    Dimension(name="c", count=4, chunk_size=1, type="channel"),
+    Dimension(name="z", count=24, chunk_size=8, type="space", unit="um"),
+    Dimension(name="y", count=512, chunk_size=128, type="space", unit="um"),
+    Dimension(name="x", count=768, chunk_size=256, type="space", unit="um"),
 ]
 
 GUIDE_WARNING = (
@@ -40,16 +42,16 @@ def test_basic_pattern() -> None:
     )
     assert settings.file_format == "ome-zarr"
     assert settings.backend == "tensorstore"
-    assert settings.num_frames == 2 * 3 * 32
-    assert settings.frame_shape == (1024, 1024)
+    assert settings.num_frames == 5 * 4 * 24
+    assert settings.frame_shape == (512, 768)
     assert settings.dimensions[0].unit == "second"
     assert settings.dimensions[2].unit == "micrometer"
 
 
 def test_dims_from_standard_axes_matches_the_explicit_list() -> None:
     dims = dims_from_standard_axes(
-        {"t": 2, "c": 3, "z": 32, "y": 1024, "x": 1024},
-        chunk_shapes={"z": 16, "y": 512, "x": 512},
+        {"t": 5, "c": 4, "z": 24, "y": 512, "x": 768},
+        chunk_shapes={"z": 8, "y": 128, "x": 256},
     )
     assert dims == BASIC_DIMS
 
@@ -138,11 +140,11 @@ def test_explicit_format_wins_and_unknown_names_are_errors() -> None:
 
 def test_single_5d_and_multi_position_examples() -> None:
     five_d = [
-        Dimension(name="t", count=2, chunk_size=1, type="time"),
-        Dimension(name="c", count=3, chunk_size=1, type="channel"),
-        Dimension(name="z", count=4, chunk_size=1, type="space", scale=0.5, unit="um"),
-        Dimension(name="y", count=2048, chunk_size=512, type="space", scale=0.1, unit="um"),
-        Dimension(name="x", count=2048, chunk_size=512, type="space", scale=0.1, unit="um"),
+        Dimension(name="t", count=6, type="time"),
+        Dimension(name="c", count=2, type="channel", coords=["GFP", "mCherry"]),
+        Dimension(name="z", count=9, chunk_size=3, type="space", scale=0.3, unit="micrometer"),
+        Dimension(name="y", count=1200, chunk_size=400, scale=0.108, unit="micrometer"),
+        Dimension(name="x", count=1600, chunk_size=400, scale=0.108, unit="micrometer"),
     ]
     s = AcquisitionSettings(root_path="a.ome.zarr", dimensions=five_d, dtype="uint16")
     assert [d.name for d in s.storage_index_dimensions] == ["t", "c", "z"]
@@ -153,61 +155,45 @@ def test_single_5d_and_multi_position_examples() -> None:
     # OME-TIFF stores the acquisition order as is.
     s = AcquisitionSettings(root_path="a.ome.tiff", dimensions=tzc, dtype="uint16")
     assert [d.name for d in s.storage_index_dimensions] == ["t", "z", "c"]
+    assert s.num_frames == 6 * 9 * 2 and s.frame_shape == (1200, 1600)
 
-    multi = [
-        Dimension(name="t", count=2, chunk_size=1, type="time"),
-        Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
-        Dimension(name="c", count=3, chunk_size=1, type="channel"),
-        Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
-        Dimension(name="y", count=512, chunk_size=256, type="space", scale=2, unit="um"),
-        Dimension(name="x", count=512, chunk_size=256, type="space", scale=2, unit="um"),
-    ]
+    multi = visit_dims((256, 192), chunk=64)
     s = AcquisitionSettings(root_path="m.ome.zarr", dimensions=multi, dtype="uint16")
-    assert [p.name for p in s.positions] == ["Pos0", "Pos1"]
-    assert s.num_frames == 2 * 2 * 3 * 4
+    assert [p.name for p in s.positions] == list(SITES)
+    assert s.num_frames == math.prod(VISIT_SHAPE)
+    assert [d.name for d in s.storage_index_dimensions] == ["t", "c", "z"]  # p is not stored
+    assert s.dimensions[3].scale == Z_STEP and s.dimensions[3].unit == "micrometer"
 
 
 def test_plate_example() -> None:
     settings = AcquisitionSettings(
-        root_path="example_5d_plate",
+        root_path="viability_screen",
         format="ome-zarr",
         dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
-            Dimension(
-                name="p",
-                coords=[
-                    Position(name="fov0", plate_row="A", plate_column="1"),
-                    Position(name="fov0", plate_row="A", plate_column="2"),
-                    Position(name="fov0", plate_row="C", plate_column="4"),
-                    Position(name="fov1", plate_row="C", plate_column="4"),
-                ],
-            ),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="z", count=4, chunk_size=1, type="space"),
-            Dimension(name="y", count=256, chunk_size=64, type="space"),
-            Dimension(name="x", count=256, chunk_size=64, type="space"),
+            Dimension(name="t", count=4, type="time"),
+            Dimension(name="p", coords=field_positions()),  # the type comes from the coords
+            *dims_from_standard_axes({"c": 2, "y": 120, "x": 160}, chunk_shapes={"y": 60}),
         ],
         dtype="uint16",
-        plate=Plate(
-            name="Example Plate",
-            row_names=["A", "B", "C", "D"],
-            column_names=["1", "2", "3", "4", "5", "6", "7", "8"],
-        ),
+        plate=SCREEN,
     )
-    assert settings.output_path == "example_5d_plate.ome.zarr"
+    assert settings.output_path == "viability_screen.ome.zarr"
+    assert settings.dimensions[1].type == "position"
+    assert [(p.plate_row, p.plate_column, p.name) for p in settings.positions] == list(FIELDS)
+    assert settings.num_frames == 4 * len(FIELDS) * 2
     with pytest.raises(ValidationError, match=r"Missing row/column for positions: \['a'\]"):
         settings.dimensions = (
             Dimension(name="p", type="position", coords=["a"]),
             *settings.dimensions[-2:],
         )
     # a position outside the plate is refused (ome-writers only warns, then drops it)
-    with pytest.raises(ValidationError, match=r"not in the plate definition: \['f \(Z, 1\)'\]"):
+    with pytest.raises(ValidationError, match=r"not in the plate definition: \['f \(Q, 12\)'\]"):
         AcquisitionSettings(
             root_path="p.ome.zarr",
             dtype="uint8",
-            plate=Plate(row_names=["A"], column_names=["1"]),
+            plate=Plate(row_names=["H"], column_names=["12"]),
             dimensions=[
-                Dimension(name="p", coords=[Position(name="f", plate_row="Z", plate_column="1")]),
+                Dimension(name="p", coords=[Position(name="f", plate_row="Q", plate_column="12")]),
                 *dims_from_standard_axes({"y": 4, "x": 4}),
             ],
         )
@@ -218,10 +204,9 @@ def test_unbounded_only_first() -> None:
         root_path="u.ome.zarr",
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=None, type="time"),
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
-            Dimension(name="y", count=256, chunk_size=64, type="space"),
-            Dimension(name="x", count=256, chunk_size=64, type="space"),
+            Dimension(name="t", count=None, type="time", unit="s"),
+            Dimension(name="p", type="position", coords=list(SITES)),
+            *dims_from_standard_axes({"y": 96, "x": 128}, chunk_shapes={"y": 48, "x": 64}),
         ],
     )
     with pytest.raises(ValidationError, match="Only the first dimension may be unbounded"):
@@ -229,7 +214,7 @@ def test_unbounded_only_first() -> None:
             root_path="u.ome.zarr",
             dtype="uint16",
             dimensions=[
-                Dimension(name="t", count=3),
+                Dimension(name="c", count=2),
                 Dimension(name="z", count=None),
                 *dims_from_standard_axes({"y": 4, "x": 4}),
             ],
@@ -257,7 +242,7 @@ def test_compression_is_checked_against_the_backend() -> None:
 def test_storage_order_rules() -> None:
     dims = [
         Dimension(name="t", count=2),
-        Dimension(name="z", count=3),
+        Dimension(name="z", count=5),
         Dimension(name="c", count=2),
         *dims_from_standard_axes({"y": 4, "x": 4}),
     ]

@@ -123,23 +123,22 @@ def test_incremental_construction_in_assignment_order() -> None:
     with pytest.raises(ValueError, match="dimensions must be set"):
         settings.validate_stream_ready()
     settings.format = "ome-zarr"
-    settings.plate = Plate(row_names=["A"], column_names=["1"])  # checked once there are dims
+    settings.plate = Plate(row_names=["G"], column_names=["11"])  # checked once there are dims
     with pytest.raises(ValidationError, match="Plate mode requires a position dimension"):
         settings.dimensions = tuple(DIMS)
     assert settings.dimensions == ()  # a refused assignment changes nothing
-    settings.dimensions = (
-        Dimension(name="p", coords=[Position(name="f", plate_row="A", plate_column="1")]),
-        *DIMS,
-    )
+    well_g11 = Position(name="center", plate_row="G", plate_column="11")
+    settings.dimensions = (Dimension(name="p", coords=[well_g11]), *DIMS)
     with pytest.raises(ValueError, match="dtype must be set"):
         settings.validate_stream_ready()
     with pytest.raises(ValidationError, match="Invalid dtype"):
         settings.dtype = "pixels"
-    settings.dtype = "uint16"
+    settings.dtype = "int16"
     with pytest.raises(ValueError, match="root_path is required for ome-zarr"):
         settings.validate_stream_ready()
     settings.root_path = "plate.ome.zarr"
     assert settings.validate_stream_ready() is True
+    assert (settings.positions[0].name, settings.num_frames) == ("center", 4)
 
 
 def test_derived_members() -> None:
@@ -147,7 +146,7 @@ def test_derived_members() -> None:
         root_path="d.ome.zarr",
         dtype="u1",
         dimensions=[
-            Dimension(name="c", count=2, type="channel"),
+            Dimension(name="c", type="channel", coords=["DAPI", "GFP"]),
             Dimension(name="p", type="position", coords=["a", "b", "c"]),
             Dimension(name="t", count=4, type="time"),
             *dims_from_standard_axes({"y": 6, "x": 5}),

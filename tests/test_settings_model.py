@@ -33,9 +33,9 @@ def test_position_objects_make_a_position_dimension_and_count() -> None:
 
 def test_unbounded_or_empty_positions_are_not_implemented() -> None:
     with pytest.raises(NotImplementedError, match="Unbounded position dimensions"):
-        Dimension(name="p", type="position")
+        Dimension(name="stage", type="position")
     with pytest.raises(NotImplementedError, match="Empty coords for position dimensions"):
-        Dimension(name="p", type="position", coords=[])
+        Dimension(name="stage", type="position", coords=[])
 
 
 def test_position_dimension_is_a_deprecated_spelling_of_the_same_dimension() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import threading
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 import tensorstore as ts
 import zarr
 
+from _settings import SITES, VISIT_SHAPE, series, visit_dims
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
@@ -103,55 +105,48 @@ def test_single_5d_sync_matches_async_layout(tmp_path: Path) -> None:
 
 
 def test_basic_pattern_guide_example(tmp_path: Path) -> None:
-    """The guide's Basic Pattern (z reduced, frames 1024² as written there)."""
+    """The guide's Basic Pattern: chunked camera-sized frames (a 1024 x 768 sensor)."""
     settings = AcquisitionSettings(
         root_path=tmp_path / "example.ome.zarr",
         dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time", unit="s"),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="z", count=4, chunk_size=2, type="space", unit="um"),
-            Dimension(name="y", count=1024, chunk_size=512, type="space", unit="um"),
-            Dimension(name="x", count=1024, chunk_size=512, type="space", unit="um"),
+            Dimension(name="t", count=3, chunk_size=1, type="time", unit="s"),
+            Dimension(name="c", type="channel", coords=["DAPI", "GFP"]),
+            Dimension(name="z", count=3, chunk_size=3, type="space", unit="um"),
+            Dimension(name="y", count=1024, chunk_size=256, type="space", unit="um"),
+            Dimension(name="x", count=768, chunk_size=256, type="space", unit="um"),
         ],
         dtype="uint16",
     )
-    frames = make_frames(24, (1024, 1024), seed=1)
+    frames = make_frames(18, (1024, 768), seed=1)
     with create_stream(settings) as stream:
         for frame in frames:
             stream.append(frame)
-    expected = frames.reshape(2, 3, 4, 1024, 1024)
+    array = zarr.open_array(str(tmp_path / "example.ome.zarr" / "0"), mode="r")
+    assert array.chunks == (1, 1, 3, 256, 256)
+    expected = frames.reshape(3, 2, 3, 1024, 768)
     np.testing.assert_array_equal(read_ts(tmp_path / "example.ome.zarr" / "0"), expected)
 
 
 @pytest.mark.anyio
 async def test_multiple_positions(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "multi.ome.zarr",
-        dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
-            Dimension(name="y", count=32, chunk_size=16, type="space", scale=2, unit="um"),
-            Dimension(name="x", count=32, chunk_size=16, type="space", scale=2, unit="um"),
-        ],
-        dtype="uint16",
+        root_path=tmp_path / "multi.ome.zarr", dimensions=visit_dims((24, 32), 8), dtype="uint16"
     )
-    frames = make_frames(48, (32, 32))
+    frames = make_frames(math.prod(VISIT_SHAPE), (24, 32))
     async with open_stream(settings) as stream:
         for frame in frames:
             await stream.append(frame)
-    acq = frames.reshape(2, 2, 3, 4, 32, 32)
+    acq = frames.reshape(*VISIT_SHAPE, 24, 32)
     root = tmp_path / "multi.ome.zarr"
-    for p in range(2):
-        np.testing.assert_array_equal(read_zarr(root / f"Pos{p}" / "0"), acq[:, p])
-        np.testing.assert_array_equal(read_ts(root / f"Pos{p}" / "0"), acq[:, p])
-        attrs = json.loads((root / f"Pos{p}" / "zarr.json").read_text())["attributes"]
-        assert attrs["ome"]["multiscales"][0]["name"] == f"Pos{p}"
+    for p, name in enumerate(SITES):
+        np.testing.assert_array_equal(read_zarr(root / name / "0"), acq[:, p])
+        np.testing.assert_array_equal(read_ts(root / name / "0"), acq[:, p])
+        attrs = json.loads((root / name / "zarr.json").read_text())["attributes"]
+        assert attrs["ome"]["multiscales"][0]["name"] == name
     root_attrs = json.loads((root / "zarr.json").read_text())["attributes"]
     assert root_attrs["ome"]["bioformats2raw.layout"] == 3
     series = json.loads((root / "OME" / "zarr.json").read_text())["attributes"]["ome"]["series"]
-    assert series == ["Pos0", "Pos1"]
+    assert series == list(SITES)
 
 
 @pytest.mark.anyio
@@ -184,29 +179,25 @@ async def test_unbounded_is_trimmed_to_what_was_written(tmp_path: Path) -> None:
         root_path=tmp_path / "u.ome.zarr",
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=None, chunk_size=1, type="time"),
-            Dimension(name="c", count=2, chunk_size=1),
-            *dims_from_standard_axes({"y": 16, "x": 16}),
+            Dimension(name="t", count=None, type="time", unit="s"),
+            Dimension(name="c", count=3, chunk_size=1),
+            *dims_from_standard_axes({"y": 16, "x": 12}),
         ],
     )
-    frames = make_frames(7, (16, 16))  # 3 full time points and half of a fourth
+    frames = make_frames(10, (16, 12))  # 3 full time points and a third of a fourth
     async with open_stream(settings) as stream:
         for frame in frames:
             await stream.append(frame)
     data = read_ts(tmp_path / "u.ome.zarr" / "0")
-    assert data.shape == (4, 2, 16, 16)
-    padded = np.concatenate([frames, np.zeros((1, 16, 16), "uint16")])
-    np.testing.assert_array_equal(data, padded.reshape(4, 2, 16, 16))
+    assert data.shape == (4, 3, 16, 12)
+    padded = np.concatenate([frames, np.zeros((2, 16, 12), "uint16")])
+    np.testing.assert_array_equal(data, padded.reshape(4, 3, 16, 12))
 
 
 # ---------------------------------------------------------------- producer API
 @pytest.mark.anyio
 async def test_bad_frames_are_rejected_and_the_stream_stays_usable(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "v.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
-    )
+    settings = series(tmp_path / "v.ome.zarr", 3)
     frames = make_frames(3, (8, 8))
     async with open_stream(settings) as stream:
         with pytest.raises(ValueError, match=r"frame shape \(8, 9\) does not match .*\(8, 8\)"):
@@ -227,11 +218,7 @@ async def test_bad_frames_are_rejected_and_the_stream_stays_usable(tmp_path: Pat
 
 @pytest.mark.anyio
 async def test_copy_false_skip_and_flush(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "k.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}),
-    )
+    settings = series(tmp_path / "k.ome.zarr", 4)
     frames = make_frames(4, (8, 8))
     async with open_stream(settings) as stream:
         await stream.append(frames[0].copy(), copy=False)
@@ -252,11 +239,7 @@ async def test_copy_false_skip_and_flush(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "m.ome.zarr",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
-    )
+    settings = series(tmp_path / "m.ome.zarr", 2, (4, 4), dtype="uint8")
     async with open_stream(settings) as stream:
         await stream.append(np.ones((4, 4), "uint8"), metadata={"delta_t": 0.5, "note": "a"})
         await stream.append(np.ones((4, 4), "uint8"), frame_metadata={"delta_t": 1.5})
@@ -272,11 +255,7 @@ async def test_frame_metadata_is_stored(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_overwrite_rules(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "o.ome.zarr",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 1, "y": 4, "x": 4}),
-    )
+    settings = series(tmp_path / "o.ome.zarr", 1, (4, 4), dtype="uint8")
     async with open_stream(settings) as stream:
         await stream.append(np.full((4, 4), 7, "uint8"))
     with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
@@ -312,12 +291,7 @@ def slow_backend(monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.anyio
 async def test_slow_storage_makes_append_wait_within_the_budget(tmp_path: Path, slow_backend):
     frame_bytes = 64 * 64 * 2
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "slow.ome.zarr",
-        format="slow-tensorstore",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 40, "y": 64, "x": 64}),
-    )
+    settings = series(tmp_path / "slow.ome.zarr", 40, (64, 64), format="slow-tensorstore")
     frames = make_frames(40, (64, 64))
     stream = open_stream(settings, max_buffer_bytes=5 * frame_bytes)
     slow_backend.stream = stream
@@ -347,12 +321,7 @@ async def test_logging_tells_open_close_and_drain_progress(
     monkeypatch.setattr(_pipeline, "DRAIN_REPORT_INTERVAL", 0.01)
     monkeypatch.setattr(slow_backend, "delay", 0.05)
     caplog.set_level(logging.DEBUG, logger="ome_stream")
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "log.ome.zarr",
-        format="slow-tensorstore",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 12, "y": 16, "x": 16}),
-    )
+    settings = series(tmp_path / "log.ome.zarr", 12, (16, 16), format="slow-tensorstore")
     frames = make_frames(12, (16, 16))
     async with open_stream(settings) as stream:
         for frame in frames:
@@ -377,11 +346,7 @@ def test_the_logger_is_silent_by_default() -> None:
 async def test_storage_failure_surfaces_as_writer_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "f.ome.zarr",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 6, "y": 4, "x": 4}),
-    )
+    settings = series(tmp_path / "f.ome.zarr", 6, (4, 4), dtype="uint8")
     frames = make_frames(6, (4, 4), dtype="uint8")
     with pytest.raises(WriterError, match="failed") as info:  # noqa: PT012
         async with open_stream(settings) as stream:
@@ -404,11 +369,7 @@ async def test_storage_failure_surfaces_as_writer_error(
 
 @pytest.mark.anyio
 async def test_cancelled_producer_loses_nothing_it_appended(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "c.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 50, "y": 32, "x": 32}),
-    )
+    settings = series(tmp_path / "c.ome.zarr", 50, (32, 32))
     frames = make_frames(50, (32, 32))
     appended = 0
     with anyio.CancelScope() as scope:  # cancelled mid-acquisition, at a producer's await
@@ -432,11 +393,7 @@ async def test_append_into_free_room_is_cancellable_and_lets_other_tasks_run(
     """append takes room without a scheduling point per frame, yet checks cancellation at
     every call and yields to other tasks while a producer appends as fast as it can."""
     count = 3000
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "p.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": count, "y": 16, "x": 16}),
-    )
+    settings = series(tmp_path / "p.ome.zarr", count, (16, 16))
     frames = make_frames(count, (16, 16))
     ticks = 0
 
@@ -472,11 +429,7 @@ def test_sync_facade_from_a_thread_and_inside_a_running_loop(tmp_path: Path) -> 
     frames = make_frames(3, (8, 8))
 
     def acquire(name: str) -> None:
-        settings = AcquisitionSettings(
-            root_path=tmp_path / name,
-            dtype="uint16",
-            dimensions=dims_from_standard_axes({"t": 3, "y": 8, "x": 8}),
-        )
+        settings = series(tmp_path / name, 3)
         with create_stream(settings) as stream:
             for frame in frames:
                 stream.append(frame)
@@ -604,12 +557,7 @@ async def test_reused_block_buffers_hold_no_stale_pixels(tmp_path: Path, backend
 
 def test_sync_append_waits_for_room_within_the_budget(tmp_path: Path, slow_backend) -> None:
     frame_bytes = 32 * 32 * 2
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "sync-slow.ome.zarr",
-        format="slow-tensorstore",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 20, "y": 32, "x": 32}),
-    )
+    settings = series(tmp_path / "sync-slow.ome.zarr", 20, (32, 32), format="slow-tensorstore")
     frames = make_frames(20, (32, 32))
     with create_stream(settings, max_buffer_bytes=3 * frame_bytes) as stream:
         slow_backend.stream = stream._async
@@ -647,11 +595,7 @@ async def test_runs_of_pixels_become_whole_frames(tmp_path: Path) -> None:
 def test_bad_runs_are_refused_and_an_incomplete_frame_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "bad.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": None, "y": 4, "x": 4}),
-    )
+    settings = series(tmp_path / "bad.ome.zarr", None, (4, 4))
     frames = make_frames(3, (4, 4))
     flat = frames.ravel()
     caplog.set_level(logging.WARNING, logger="ome_stream")
@@ -672,11 +616,7 @@ def test_bad_runs_are_refused_and_an_incomplete_frame_is_logged(
 
 def test_sync_append_checks_frames_in_the_callers_thread(tmp_path: Path) -> None:
     """Errors are not deferred: each raises at its own call, and nothing is lost."""
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "checked.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 6, "y": 16, "x": 16}),
-    )
+    settings = series(tmp_path / "checked.ome.zarr", 6, (16, 16))
     frames = make_frames(6, (16, 16), seed=5)
     with create_stream(settings) as stream:
         stream.append(frames[0])
@@ -699,11 +639,7 @@ def test_sync_append_checks_frames_in_the_callers_thread(tmp_path: Path) -> None
 
 def test_sync_append_copies_before_returning(tmp_path: Path) -> None:
     """One camera buffer, refilled after every append: each frame keeps its own pixels."""
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "reuse.ome.zarr",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 50, "y": 32, "x": 32}),
-    )
+    settings = series(tmp_path / "reuse.ome.zarr", 50, (32, 32))
     frames = make_frames(50, (32, 32), seed=9)
     buffer = np.empty((32, 32), dtype="uint16")
     with create_stream(settings) as stream:
@@ -717,12 +653,7 @@ def test_sync_append_copies_before_returning(tmp_path: Path) -> None:
 def test_sync_append_blocks_while_storage_is_slow(tmp_path: Path, slow_backend) -> None:
     """With slow storage, ``append`` itself waits: frames in memory stay bounded."""
     frame_bytes = 32 * 32 * 2
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "blocks.ome.zarr",
-        format="slow-tensorstore",
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 30, "y": 32, "x": 32}),
-    )
+    settings = series(tmp_path / "blocks.ome.zarr", 30, (32, 32), format="slow-tensorstore")
     frames = make_frames(30, (32, 32), seed=2)
     stream = create_stream(settings, max_buffer_bytes=8 * frame_bytes)
     core = stream._async

@@ -3,6 +3,7 @@ ome-types (XML validated against the OME schema), through the async and the sync
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -17,13 +18,22 @@ import tifffile
 from ome_types import from_xml, validate_xml
 from pydantic import ValidationError
 
+from _settings import (
+    PIXEL_SIZE,
+    SCREEN,
+    SITES,
+    VISIT_SHAPE,
+    Z_STEP,
+    field_positions,
+    series,
+    visit_dims,
+    well_index,
+)
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Channel,
     Dimension,
-    Plate,
-    Position,
     create_stream,
     dims_from_standard_axes,
     open_stream,
@@ -122,12 +132,7 @@ async def test_single_5d_any_tcz_order_is_stored_as_acquired(tmp_path: Path, ord
 
 
 def test_format_key_without_suffix_and_sync_api(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "output",
-        format="ome-tiff",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 3, "y": 16, "x": 16}),
-    )
+    settings = series(tmp_path / "output", 3, (16, 16), dtype="uint8", format="ome-tiff")
     assert settings.output_path == str(tmp_path / "output.ome.tiff")
     frames = make_frames(3, (16, 16), dtype="uint8")
     acquire_sync(settings, frames)
@@ -138,67 +143,62 @@ def test_format_key_without_suffix_and_sync_api(tmp_path: Path) -> None:
 @pytest.mark.anyio
 async def test_multiple_positions_one_file_each(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
-        root_path=tmp_path / "dest" / "my_file.ome.tiff",
-        dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="z", count=4, chunk_size=1, type="space", scale=5, unit="um"),
-            Dimension(name="y", count=16, chunk_size=16, type="space", scale=2, unit="um"),
-            Dimension(name="x", count=16, chunk_size=16, type="space", scale=2, unit="um"),
-        ],
+        root_path=tmp_path / "dest" / "visits.ome.tiff",
+        dimensions=visit_dims((16, 12)),
         dtype="uint16",
     )
-    assert settings.output_path == str(tmp_path / "dest" / "my_file")
-    frames = make_frames(48, (16, 16))
+    assert settings.output_path == str(tmp_path / "dest" / "visits")
+    frames = make_frames(math.prod(VISIT_SHAPE), (16, 12))
     await acquire(settings, frames)
-    acquisition = frames.reshape(2, 2, 3, 4, 16, 16)
-    names = [f"my_file_p{p:03d}.ome.tiff" for p in range(2)]
+    acquisition = frames.reshape(*VISIT_SHAPE, 16, 12)
+    t, n, c, z = VISIT_SHAPE
+    names = [f"visits_p{p:03d}.ome.tiff" for p in range(n)]
     uuids = set()
-    for p in range(2):
-        data, ome = read_tiff(tmp_path / "dest" / "my_file" / names[p], series=p)
+    for p in range(n):
+        data, ome = read_tiff(tmp_path / "dest" / "visits" / names[p], series=p)
         np.testing.assert_array_equal(data, acquisition[:, p])
-        with tifffile.TiffFile(tmp_path / "dest" / "my_file" / names[p]) as tif:
+        with tifffile.TiffFile(tmp_path / "dest" / "visits" / names[p]) as tif:
             pages = np.stack([page.asarray() for page in tif.pages])
-        np.testing.assert_array_equal(pages, acquisition[:, p].reshape(24, 16, 16))
-        # "redundant": every file describes both positions and names their files
-        assert [i.name for i in ome.images] == ["Pos0", "Pos1"]
-        assert all(i.pixels.physical_size_z == 5 for i in ome.images)
+        np.testing.assert_array_equal(pages, acquisition[:, p].reshape(t * c * z, 16, 12))
+        # "redundant": every file describes every position and names their files
+        assert [i.name for i in ome.images] == list(SITES)
+        assert all(i.pixels.physical_size_z == Z_STEP for i in ome.images)
+        assert all(i.pixels.physical_size_x == PIXEL_SIZE for i in ome.images)
         refs = [i.pixels.tiff_data_blocks[0].uuid for i in ome.images]
         assert [r.file_name for r in refs] == names
         assert refs[p].value == ome.uuid
         uuids.add(tuple(r.value for r in refs))
-    assert len(uuids) == 1  # both files agree on every file's UUID
+    assert len(uuids) == 1  # all files agree on every file's UUID
 
 
 def test_plate_metadata(tmp_path: Path) -> None:
-    positions = [
-        Position(name="fov0", plate_row="A", plate_column="1"),
-        Position(name="fov0", plate_row="C", plate_column="4"),
-        Position(name="fov1", plate_row="C", plate_column="4"),
-    ]
+    positions = field_positions(3)  # B2 site1, B2 site2, D5 site1
     settings = AcquisitionSettings(
         root_path=tmp_path / "plate.ome.tiff",
         dimensions=[
             Dimension(name="p", type="position", coords=positions),
-            *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
+            *dims_from_standard_axes({"c": 2, "y": 8, "x": 10}),
         ],
         dtype="uint16",
-        plate=Plate(name="Example Plate", row_names=list("ABCD"), column_names=list("12345678")),
+        plate=SCREEN,
     )
-    frames = make_frames(6, (8, 8))
+    frames = make_frames(6, (8, 10))
     acquire_sync(settings, frames)
     for p in range(len(positions)):
         data, ome = read_tiff(Path(settings.tiff_file_paths()[p]), series=p)
-        np.testing.assert_array_equal(data, frames.reshape(3, 2, 8, 8)[p])
+        np.testing.assert_array_equal(data, frames.reshape(3, 2, 8, 10)[p])
         # every file holds the whole plate: each well, each field linked to its image
         plate = ome.plates[0]
-        assert plate.name == "Example Plate" and (plate.rows, plate.columns) == (4, 8)
+        assert plate.name == SCREEN.name and (plate.rows, plate.columns) == (6, 8)
         assert plate.row_naming_convention.value == "letter"
         assert plate.column_naming_convention.value == "number"
         samples = {(w.row, w.column): [s.image_ref.id for s in w.well_samples] for w in plate.wells}
-        assert samples == {(0, 0): ["Image:0"], (2, 3): ["Image:1", "Image:2"]}
-        assert [i.name for i in ome.images] == ["fov0", "fov0", "fov1"]
+        assert samples == {
+            well_index("B", "2"): ["Image:0", "Image:1"],
+            well_index("D", "5"): ["Image:2"],
+        }
+        assert samples.keys() == {(1, 1), (3, 4)}
+        assert [i.name for i in ome.images] == ["site1", "site2", "site1"]
 
 
 @pytest.mark.anyio
@@ -206,12 +206,7 @@ def test_plate_metadata(tmp_path: Path) -> None:
     ("compression", "tag"), [("zlib", "ADOBE_DEFLATE"), ("zstd", "ZSTD"), ("lzw", "LZW")]
 )
 async def test_compression(tmp_path: Path, compression: str, tag: str) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "c.ome.tiff",
-        compression=compression,
-        dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": 3, "y": 512, "x": 300}),
-    )
+    settings = series(tmp_path / "c.ome.tiff", 3, (512, 300), compression=compression)
     frames = make_frames(3, (512, 300))
     await acquire(settings, frames)
     data, _ = read_tiff(tmp_path / "c.ome.tiff")
@@ -227,23 +222,19 @@ async def test_unbounded_skips_and_explicit_storage_order(tmp_path: Path) -> Non
     settings = AcquisitionSettings(
         root_path=tmp_path / "u.ome.tiff",
         dtype="uint16",
-        dimensions=[
-            Dimension(name="t", count=None, type="time"),
-            Dimension(name="c", count=2, type="channel"),
-            *dims_from_standard_axes({"y": 8, "x": 8}),
-        ],
+        dimensions=dims_from_standard_axes({"t": None, "c": 3, "y": 8, "x": 6}),
     )
-    frames = make_frames(5, (8, 8))
+    frames = make_frames(7, (8, 6))  # 2 time points and a third begun
     async with open_stream(settings) as stream:
         await stream.append(frames[0])
         await stream.skip()
         for frame in frames[2:]:
             await stream.append(frame)
     data, ome = read_tiff(tmp_path / "u.ome.tiff")
-    expected = np.concatenate([frames, np.zeros((1, 8, 8), "uint16")])
+    expected = np.concatenate([frames, np.zeros((2, 8, 6), "uint16")])
     expected[1] = 0
-    np.testing.assert_array_equal(data.reshape(6, 8, 8), expected)
-    assert ome.images[0].pixels.size_t == 3
+    np.testing.assert_array_equal(data.reshape(9, 8, 6), expected)
+    assert ome.images[0].pixels.size_t == 3 and ome.images[0].pixels.size_c == 3
 
     reordered = AcquisitionSettings(
         root_path=tmp_path / "r.ome.tiff",
@@ -262,11 +253,7 @@ async def test_unbounded_skips_and_explicit_storage_order(tmp_path: Path) -> Non
 
 @pytest.mark.anyio
 async def test_view_reads_pages_back_and_global_metadata(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "v.ome.tiff",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 4, "y": 8, "x": 8}),
-    )
+    settings = series(tmp_path / "v.ome.tiff", 4, dtype="uint8")
     frames = make_frames(4, (8, 8), dtype="uint8")
     async with open_stream(settings) as stream:
         await stream.set_global_metadata("microscope", {"objective": "20x"})
@@ -328,12 +315,8 @@ def test_killed_writer_leaves_every_finished_page_readable(tmp_path: Path) -> No
 
 
 def test_update_metadata_after_close_rewrites_the_ome_xml(tmp_path: Path) -> None:
-    settings = AcquisitionSettings(
-        root_path=tmp_path / "u.ome.tiff",
-        dtype="uint8",
-        dimensions=dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
-    )
-    frames = make_frames(2, (8, 8), dtype="uint8")
+    settings = series(tmp_path / "u.ome.tiff", 3, (6, 10), dtype="uint8")
+    frames = make_frames(3, (6, 10), dtype="uint8")
     with create_stream(settings) as stream:
         for frame in frames:
             stream.append(frame)

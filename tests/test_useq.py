@@ -419,7 +419,7 @@ REJECTED = {
     ),
     "acquire-every": (
         useq.MDASequence(
-            time_plan={"interval": 1, "loops": 3},
+            time_plan={"interval": 2.5, "loops": 4},
             channels=[{"config": "A", "acquire_every": 2}, "B"],
         ),
         "channel 'A' has acquire_every=2",

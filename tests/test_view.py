@@ -37,35 +37,35 @@ def wait_callbacks(stream) -> None:
         executor.submit(lambda: None).result(timeout=10)
 
 
+#: the frame of the t, c acquisitions below: 6 rows of 10 pixels
+FRAME = (6, 10)
+
+
 def tc_settings(root: Path, fmt: str = "ome-zarr", **kwargs) -> AcquisitionSettings:
+    """3 time points (10 s apart) of 2 channels, DAPI then GFP."""
     suffix = ".ome.tiff" if fmt == "tifffile" else ".ome.zarr"
     return AcquisitionSettings(
         root_path=root / f"tc{suffix}",
         dtype="uint16",
         format=fmt,
         dimensions=[
-            Dimension(name="t", count=3, type="time"),
-            Dimension(
-                name="c",
-                count=2,
-                type="channel",
-                coords=[Channel(name="DAPI"), Channel(name="GFP")],
-            ),
-            *dims_from_standard_axes({"y": 8, "x": 8}),
+            Dimension(name="t", count=3, type="time", scale=10, unit="s"),
+            Dimension(name="c", type="channel", coords=[Channel(name="DAPI"), Channel(name="GFP")]),
+            *dims_from_standard_axes({"y": FRAME[0], "x": FRAME[1]}),
         ],
         **kwargs,
     )
 
 
 def test_dynamic_shape_coords_and_signal_grow_with_each_new_index(tmp_path: Path) -> None:
-    frames = make_frames(6, (8, 8))
+    frames = make_frames(6, FRAME)
     emitted = threading.Semaphore(0)
     with create_stream(tc_settings(tmp_path)) as stream:
         view = stream.view()
-        assert view.shape == (0, 0, 8, 8)
+        assert view.shape == (0, 0, *FRAME)
         assert len(view) == 0
         assert view.coords["c"] == [] and view.coords["t"] == range(0)
-        assert view.coords["y"] == range(8)
+        assert view.coords["y"] == range(FRAME[0])
         slot = view.coords_changed.connect(emitted.release)
         expected = [
             ((1, 1), ["DAPI"], True),
@@ -77,14 +77,14 @@ def test_dynamic_shape_coords_and_signal_grow_with_each_new_index(tmp_path: Path
         for frame, (extent, channels, grows) in zip(frames, expected, strict=False):
             stream.append(frame)
             wait_callbacks(stream)
-            assert view.shape == (*extent, 8, 8)
+            assert view.shape == (*extent, *FRAME)
             assert view.coords["t"] == range(extent[0])
             assert view.coords["c"] == channels
             assert emitted.acquire(blocking=False) is grows
         # slices cover the live shape; integers beyond it read zeros (not strict)
-        so_far = np.zeros((6, 8, 8), "uint16")
+        so_far = np.zeros((6, *FRAME), "uint16")
         so_far[:5] = frames[:5]
-        np.testing.assert_array_equal(view[:], so_far.reshape(3, 2, 8, 8))
+        np.testing.assert_array_equal(view[:], so_far.reshape(3, 2, *FRAME))
         view.coords_changed.disconnect(slot)
         stream.append(frames[5])
         wait_callbacks(stream)
@@ -93,7 +93,7 @@ def test_dynamic_shape_coords_and_signal_grow_with_each_new_index(tmp_path: Path
             np.asarray(view, copy=False)
     stored = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
     np.testing.assert_array_equal(np.asarray(view), stored)
-    np.testing.assert_array_equal(stored.reshape(6, 8, 8), frames)
+    np.testing.assert_array_equal(stored.reshape(6, *FRAME), frames)
 
 
 @pytest.mark.parametrize(
@@ -103,11 +103,11 @@ def test_dynamic_shape_coords_and_signal_grow_with_each_new_index(tmp_path: Path
 def test_strict_view_refuses_integers_beyond_the_live_shape(
     tmp_path: Path, index: tuple[int, int], raises: bool
 ) -> None:
-    frame = make_frames(1, (8, 8))[0]
+    frame = make_frames(1, FRAME)[0]
     with create_stream(tc_settings(tmp_path)) as stream:
         strict = stream.view(strict=True)
         loose = stream.view()
-        stream.append(frame)  # live shape (1, 1, 8, 8)
+        stream.append(frame)  # live shape (1, 1, *FRAME)
         if raises:
             name = "t" if index[0] else "c"
             with pytest.raises(IndexError, match=f"out of bounds for live dimension '{name}'"):
@@ -122,7 +122,7 @@ def test_full_shape_view_and_positions_by_name(tmp_path: Path) -> None:
         root_path=tmp_path / "p.ome.zarr",
         dtype="uint8",
         dimensions=[
-            Dimension(name="t", count=2, type="time"),
+            Dimension(name="t", count=2, type="time", unit="s"),
             Dimension(name="p", type="position", coords=["left", "middle", "right"]),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
@@ -152,65 +152,62 @@ def test_full_shape_view_and_positions_by_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", available_backends())
 def test_view_after_close_reads_what_was_written(tmp_path: Path, backend: str) -> None:
     settings = tc_settings(tmp_path, backend)
-    frames = make_frames(5, (8, 8))  # one frame short of the acquisition
+    frames = make_frames(5, FRAME)  # one frame short of the acquisition
     with create_stream(settings) as stream:
         during = stream.view(dynamic_shape=False)
         for frame in frames:
             stream.append(frame)
     after = stream.view(dynamic_shape=False)
-    expected = np.zeros((6, 8, 8), "uint16")
+    expected = np.zeros((6, *FRAME), "uint16")
     expected[:5] = frames
-    expected = expected.reshape(3, 2, 8, 8)
+    expected = expected.reshape(3, 2, *FRAME)
     if backend == "tifffile":
-        stored = tifffile.imread(tmp_path / "tc.ome.tiff").reshape(3, 2, 8, 8)
+        stored = tifffile.imread(tmp_path / "tc.ome.tiff").reshape(3, 2, *FRAME)
     elif backend == "scratch":
         stored = read_scratch(tmp_path / "tc.ome.zarr")
     else:
         stored = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
     np.testing.assert_array_equal(stored, expected)
     for view in (during, after):
-        assert view.shape == (3, 2, 8, 8)
+        assert view.shape == (3, 2, *FRAME)
         np.testing.assert_array_equal(np.asarray(view), expected)
         np.testing.assert_array_equal(view[-1, 0], frames[4])
-    assert stream.view().shape == (3, 2, 8, 8)  # dynamic: everything acquired
+    assert stream.view().shape == (3, 2, *FRAME)  # dynamic: everything acquired
 
 
 def test_unbounded_view_grows_with_appends_and_skips(tmp_path: Path) -> None:
     settings = AcquisitionSettings(
         root_path=tmp_path / "u.ome.zarr",
         dtype="uint16",
-        dimensions=[
-            Dimension(name="t", count=None, chunk_size=1, type="time"),
-            Dimension(name="c", count=2, type="channel"),
-            *dims_from_standard_axes({"y": 8, "x": 8}),
-        ],
+        dimensions=dims_from_standard_axes({"t": None, "c": 3, "y": 8, "x": 8}),
     )
     frames = make_frames(3, (8, 8))
     with create_stream(settings) as stream:
         view = stream.view()
-        stream.skip(1)
+        stream.skip(1)  # t=0, c=0
         assert view.shape == (1, 1, 8, 8)
-        stream.append(frames[0])
+        stream.append(frames[0])  # t=0, c=1
         assert view.shape == (1, 2, 8, 8)
-        stream.skip(frames=3)
-        assert view.shape == (3, 2, 8, 8)
-        stream.append(frames[1])  # t=2, c=1
-        stream.append(frames[2])  # t=3, c=0
-        assert view.shape == (4, 2, 8, 8)
-        assert view.coords["t"] == range(4)
-        assert stream.view(dynamic_shape=False).shape == (4, 2, 8, 8)
+        stream.skip(frames=3)  # t=0 c=2, t=1 c=0, t=1 c=1
+        assert view.shape == (2, 3, 8, 8)
+        stream.append(frames[1])  # t=1, c=2
+        stream.append(frames[2])  # t=2, c=0
+        assert view.shape == (3, 3, 8, 8)
+        assert view.coords["t"] == range(3)
+        assert stream.view(dynamic_shape=False).shape == (3, 3, 8, 8)
     stored = zarr.open_array(str(tmp_path / "u.ome.zarr" / "0"), mode="r")[...]
-    assert stored.shape == (4, 2, 8, 8)
+    assert stored.shape == (3, 3, 8, 8)
     np.testing.assert_array_equal(stored[0, 1], frames[0])
-    np.testing.assert_array_equal(stored[2, 1], frames[1])
-    np.testing.assert_array_equal(stored[3, 0], frames[2])
-    assert not stored[0, 0].any() and not stored[1].any() and not stored[2, 0].any()
-    assert not stored[3, 1].any()
+    np.testing.assert_array_equal(stored[1, 2], frames[1])
+    np.testing.assert_array_equal(stored[2, 0], frames[2])
+    written = {(0, 1), (1, 2), (2, 0)}
+    for t, c in np.ndindex(3, 3):
+        assert (t, c) in written or not stored[t, c].any(), (t, c)
     np.testing.assert_array_equal(np.asarray(view), stored)
 
 
 def test_coordinate_callbacks(tmp_path: Path) -> None:
-    frames = make_frames(6, (8, 8))
+    frames = make_frames(6, FRAME)
     expanded: list[CoordUpdate] = []
     changed: list[CoordUpdate] = []
     with create_stream(tc_settings(tmp_path)) as stream:
@@ -238,42 +235,46 @@ def test_coordinate_callbacks(tmp_path: Path) -> None:
         assert expanded[0].is_high_water_mark
         assert expanded[0].max_coords["t"] == range(3)
     data = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
-    np.testing.assert_array_equal(data.reshape(6, 8, 8)[:4], frames[:4])
+    np.testing.assert_array_equal(data.reshape(6, *FRAME)[:4], frames[:4])
     assert not data[2].any()
 
 
 def test_private_progress_names_ome_writers_tests_read(tmp_path: Path) -> None:
     # ome-writers' own tests look at _frames_written, _event_handlers and _coord_tracker
-    frames = make_frames(5, (8, 8))
+    frames = make_frames(5, FRAME)
+    names = ("_frames_written", "_event_handlers", "_coord_tracker")
+
+    def progress(stream) -> dict:
+        return {name: getattr(stream, name) for name in names}
+
     with create_stream(tc_settings(tmp_path)) as stream:
-        assert stream._coord_tracker is None
-        assert stream._event_handlers == {}
+        assert progress(stream) == dict(zip(names, (0, {}, None), strict=True))
         stream.append(frames[0])
         stream.skip()
         stream.append(frames[2])
-        assert stream._frames_written == 3
         stream.on("frames_written", print)
-        assert stream._coord_tracker is None  # only coordinate callbacks create it
+        # a frames_written callback counts, but only coordinate callbacks make a tracker
+        assert progress(stream) == dict(
+            zip(names, (3, {"frames_written": [print]}, None), strict=True)
+        )
         stream.on("coords_changed", print)
-        assert stream._event_handlers["coords_changed"] == [print]
-        tracker = stream._coord_tracker
-        assert tracker is not None
-        assert tracker._frames_written == 3
+        assert progress(stream)["_event_handlers"]["coords_changed"] == [print]
+        tracker = progress(stream)["_coord_tracker"]
+        assert tracker is not None  # made by the coordinate callback, caught up with the stream
         coords = tracker.get_coords()
-        assert coords["t"] == range(2)
-        assert coords["c"] == ["DAPI", "GFP"]
-        assert coords["y"] == range(8)
-        stream.append(frames[3])
-        stream.append(frames[4])
-        assert stream._coord_tracker.get_coords()["t"] == range(3)
+        seen = (tracker._frames_written, coords["t"], coords["c"], coords["y"])
+        assert seen == (3, range(2), ["DAPI", "GFP"], range(FRAME[0]))
+        for frame in frames[3:]:
+            stream.append(frame)
+        assert stream._coord_tracker.get_coords()["t"] == range(3)  # kept up to date
     data = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
-    np.testing.assert_array_equal(data.reshape(6, 8, 8)[[0, 2, 3, 4]], frames[[0, 2, 3, 4]])
+    np.testing.assert_array_equal(data.reshape(6, *FRAME)[[0, 2, 3, 4]], frames[[0, 2, 3, 4]])
     assert not data[0, 1].any()
 
 
 @pytest.mark.anyio
 async def test_async_view_callbacks_and_close_alias(tmp_path: Path) -> None:
-    frames = make_frames(6, (8, 8))
+    frames = make_frames(6, FRAME)
     updates: list[CoordUpdate] = []
     done = threading.Event()
     stream = open_stream(tc_settings(tmp_path))
@@ -283,7 +284,7 @@ async def test_async_view_callbacks_and_close_alias(tmp_path: Path) -> None:
         view = stream.view()
         for frame in frames[:3]:
             await stream.append(frame)
-        assert view.shape == (2, 2, 8, 8)
+        assert view.shape == (2, 2, *FRAME)
         np.testing.assert_array_equal(await view.read((1, 0)), frames[2])
         with pytest.raises(RuntimeError, match="await view.read"):
             view[0, 0]
@@ -295,12 +296,12 @@ async def test_async_view_callbacks_and_close_alias(tmp_path: Path) -> None:
     assert [u.frame_number for u in updates] == list(range(6))
     stored = zarr.open_array(str(tmp_path / "tc.ome.zarr" / "0"), mode="r")[...]
     np.testing.assert_array_equal(await view.read(), stored)
-    np.testing.assert_array_equal(stored.reshape(6, 8, 8), frames)
+    np.testing.assert_array_equal(stored.reshape(6, *FRAME), frames)
 
 
 def test_views_of_a_compressed_tiff_live_and_after_close(tmp_path: Path) -> None:
     settings = tc_settings(tmp_path, "tifffile", compression="zlib")
-    frames = make_frames(6, (8, 8))
+    frames = make_frames(6, FRAME)
     with create_stream(settings) as stream:
         view = stream.view(dynamic_shape=False)
         for frame in frames[:4]:
@@ -311,8 +312,8 @@ def test_views_of_a_compressed_tiff_live_and_after_close(tmp_path: Path) -> None
             stream.append(frame)
     with tifffile.TiffFile(tmp_path / "tc.ome.tiff") as tif:
         assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
-        stored = tif.asarray().reshape(3, 2, 8, 8)
-    np.testing.assert_array_equal(stored.reshape(6, 8, 8), frames)
+        stored = tif.asarray().reshape(3, 2, *FRAME)
+    np.testing.assert_array_equal(stored.reshape(6, *FRAME), frames)
     np.testing.assert_array_equal(np.asarray(stream.view()), stored)
 
 

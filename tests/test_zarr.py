@@ -4,6 +4,7 @@ ome-zarr-models (NGFF 0.5) and read back with zarr-python and tensorstore."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,21 @@ from ome_zarr_models.v05.hcs import HCS
 from ome_zarr_models.v05.image import Image
 from pydantic import ValidationError
 
+from _settings import (
+    PIXEL_SIZE,
+    SCREEN,
+    SITES,
+    VISIT_SHAPE,
+    Z_STEP,
+    field_paths,
+    field_positions,
+    visit_dims,
+)
 from conftest import make_frames
 from ome_stream import (
     AcquisitionSettings,
     Channel,
     Dimension,
-    Plate,
-    Position,
     available_backends,
     create_stream,
     dims_from_standard_axes,
@@ -136,64 +145,57 @@ async def test_multi_position_bioformats2raw(tmp_path: Path, backend: str) -> No
         root_path=tmp_path / "multi.ome.zarr",
         format=backend,
         dtype="uint8",
-        dimensions=[
-            Dimension(name="t", count=2, type="time"),
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1", "Pos2"]),
-            *dims_from_standard_axes({"c": 2, "y": 8, "x": 8}),
-        ],
+        dimensions=visit_dims((8, 12), chunk=4),
     )
-    frames = make_frames(12, (8, 8), dtype="uint8")
+    frames = make_frames(math.prod(VISIT_SHAPE), (8, 12), dtype="uint8")
     await acquire(settings, frames, use_sync=False)
     root = tmp_path / "multi.ome.zarr"
     collection = BioFormats2Raw.from_zarr(zarr.open_group(str(root), mode="r"))
     assert collection.ome_attributes.bioformats2raw_layout == 3
-    acquisition = frames.reshape(2, 3, 2, 8, 8)
-    for p, name in enumerate(["Pos0", "Pos1", "Pos2"]):
+    acquisition = frames.reshape(*VISIT_SHAPE, 8, 12)
+    for p, name in enumerate(SITES):
         np.testing.assert_array_equal(read_both(root / name / "0"), acquisition[:, p])
-        Image.from_zarr(zarr.open_group(str(root / name), mode="r"))
-    assert attributes(root / "OME")["ome"]["series"] == ["Pos0", "Pos1", "Pos2"]
+        image = Image.from_zarr(zarr.open_group(str(root / name), mode="r"))
+        assert image.ome_attributes.multiscales[0].name == name
+        assert zarr.open_array(str(root / name / "0"), mode="r").chunks == (1, 1, 1, 4, 4)
+        scale = attributes(root / name)["ome"]["multiscales"][0]["datasets"][0]
+        assert scale["coordinateTransformations"][0]["scale"][-3:] == [
+            Z_STEP,
+            PIXEL_SIZE,
+            PIXEL_SIZE,
+        ]
+    assert attributes(root / "OME")["ome"]["series"] == list(SITES)
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("use_sync", [False, True], ids=["async", "sync"])
 async def test_hcs_plate(tmp_path: Path, backend: str, use_sync: bool) -> None:
-    positions = [
-        Position(name="fov0", plate_row="A", plate_column="1"),
-        Position(name="fov0", plate_row="A", plate_column="2"),
-        Position(name="fov0", plate_row="C", plate_column="4"),
-        Position(name="fov1", plate_row="C", plate_column="4"),
-    ]
+    positions = field_positions()
     settings = make_settings(
-        root_path=tmp_path / "example_5d_plate",
+        root_path=tmp_path / "screen",
         format=backend,
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=2, chunk_size=1, type="time"),
+            Dimension(name="t", count=3, type="time", scale=3600, unit="s"),
             Dimension(name="p", type="position", coords=positions),
-            Dimension(name="c", count=3, chunk_size=1, type="channel"),
-            Dimension(name="z", count=2, chunk_size=1, type="space"),
-            Dimension(name="y", count=16, chunk_size=8, type="space"),
-            Dimension(name="x", count=16, chunk_size=8, type="space"),
+            *dims_from_standard_axes({"c": 2, "z": 2, "y": 12, "x": 16}, chunk_shapes={"x": 8}),
         ],
-        plate=Plate(
-            name="Example Plate",
-            row_names=["A", "B", "C", "D"],
-            column_names=["1", "2", "3", "4", "5", "6", "7", "8"],
-        ),
+        plate=SCREEN,
     )
-    frames = make_frames(48, (16, 16))
+    frames = make_frames(3 * len(positions) * 2 * 2, (12, 16))
     await acquire(settings, frames, use_sync)
-    root = tmp_path / "example_5d_plate.ome.zarr"
+    root = tmp_path / "screen.ome.zarr"
     plate = HCS.from_zarr(zarr.open_group(str(root), mode="r"))
     meta = plate.ome_attributes.plate
-    assert meta.name == "Example Plate"
-    assert [w.path for w in meta.wells] == ["A/1", "A/2", "C/4"]
-    assert meta.field_count == 2
-    assert [r.name for r in meta.rows] == ["A", "B", "C", "D"]
-    well = attributes(root / "C" / "4")["ome"]["well"]
-    assert well["images"] == [{"path": "fov0"}, {"path": "fov1"}]
-    acquisition = frames.reshape(2, 4, 3, 2, 16, 16)
-    paths = ["A/1/fov0", "A/2/fov0", "C/4/fov0", "C/4/fov1"]
+    assert meta.name == SCREEN.name
+    assert [w.path for w in meta.wells] == ["B/2", "D/5", "F/8"]
+    assert meta.field_count == 2  # well B2
+    assert [r.name for r in meta.rows] == list("ABCDEF")
+    assert [c.name for c in meta.columns] == [str(n) for n in range(1, 9)]
+    well = attributes(root / "B" / "2")["ome"]["well"]
+    assert well["images"] == [{"path": "site1"}, {"path": "site2"}]
+    acquisition = frames.reshape(3, len(positions), 2, 2, 12, 16)
+    paths = field_paths()
     for p, path in enumerate(paths):
         np.testing.assert_array_equal(read_both(root / path / "0"), acquisition[:, p])
         assert attributes(root / path)["ome"]["multiscales"][0]["name"] == positions[p].name
@@ -207,20 +209,19 @@ async def test_unbounded_grows_and_trims(tmp_path: Path, backend: str) -> None:
         dtype="uint16",
         dimensions=[
             Dimension(name="t", count=None, chunk_size=1, shard_size_chunks=4, type="time"),
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
-            Dimension(name="y", count=16, chunk_size=8, type="space"),
-            Dimension(name="x", count=16, chunk_size=8, type="space"),
+            Dimension(name="p", type="position", coords=list(SITES)),
+            *dims_from_standard_axes({"y": 16, "x": 12}, chunk_shapes={"y": 8, "x": 6}),
         ],
     )
-    frames = make_frames(2 * 37, (16, 16))
+    frames = make_frames(len(SITES) * 37, (16, 12))
     async with open_stream(settings) as stream:
         for frame in frames:
             await stream.append(frame)
     root = tmp_path / "u.ome.zarr"
-    for p, name in enumerate(["Pos0", "Pos1"]):
+    for p, name in enumerate(SITES):
         data = read_both(root / name / "0")
-        assert data.shape == (37, 16, 16)
-        np.testing.assert_array_equal(data, frames.reshape(37, 2, 16, 16)[:, p])
+        assert data.shape == (37, 16, 12)
+        np.testing.assert_array_equal(data, frames.reshape(37, len(SITES), 16, 12)[:, p])
         Image.from_zarr(zarr.open_group(str(root / name), mode="r"))
 
 

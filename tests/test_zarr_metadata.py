@@ -15,10 +15,10 @@ from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
 from ome_zarr_models.v05.hcs import HCS
 from ome_zarr_models.v05.image import Image
 
+from _settings import SCREEN, field_paths, field_positions
 from ome_stream import (
     AcquisitionSettings,
     Dimension,
-    Plate,
     Position,
     available_backends,
     create_stream,
@@ -60,7 +60,9 @@ async def test_positions_are_series_named_by_position(tmp_path: Path, backend: s
         format=backend,
         dtype="uint16",
         dimensions=[
-            Dimension(name="p", type="position", coords=[staged("Pos0", 10.0, 20.0, 1.5), "Pos1"]),
+            Dimension(
+                name="p", type="position", coords=[staged("ctrl-1", 10.0, 20.0, 1.5), "ctrl-2"]
+            ),
             *dims_from_standard_axes({"t": 2, "y": 8, "x": 8}),
         ],
     )
@@ -68,14 +70,14 @@ async def test_positions_are_series_named_by_position(tmp_path: Path, backend: s
     async with open_stream(settings) as stream:
         for i, frame in enumerate(frames):
             await stream.append(frame, frame_metadata={"delta_t": float(i % 2), "n": i})
-        await stream.set_global_metadata("summary", {"positions": ["Pos0", "Pos1"]})
-        assert list(stream.get_metadata()) == ["Pos0", "Pos1"]
+        await stream.set_global_metadata("summary", {"positions": ["ctrl-1", "ctrl-2"]})
+        assert list(stream.get_metadata()) == ["ctrl-1", "ctrl-2"]
     root = tmp_path / "m.ome.zarr"
     BioFormats2Raw.from_zarr(zarr.open_group(str(root), mode="r"))
-    assert attributes(root / "OME")["ome"]["series"] == ["Pos0", "Pos1"]
+    assert attributes(root / "OME")["ome"]["series"] == ["ctrl-1", "ctrl-2"]
     # global metadata only at the root
-    assert attributes(root)["summary"] == {"positions": ["Pos0", "Pos1"]}
-    for p, name in enumerate(["Pos0", "Pos1"]):
+    assert attributes(root)["summary"] == {"positions": ["ctrl-1", "ctrl-2"]}
+    for p, name in enumerate(["ctrl-1", "ctrl-2"]):
         np.testing.assert_array_equal(
             read_tensorstore(root / name / "0"), frames[2 * p : 2 * p + 2]
         )
@@ -89,15 +91,15 @@ async def test_positions_are_series_named_by_position(tmp_path: Path, backend: s
         assert attrs["ome_writers"]["version"]
         assert attrs["ome_stream"]["dimension_names"] == ["t", "y", "x"]
     # the stage position of each image, beside the frame metadata
-    assert attributes(root / "Pos0")["ome_stream"]["position"] == {
-        "name": "Pos0", "x": 10.0, "y": 20.0, "z": 1.5, "unit": "micrometer",
+    assert attributes(root / "ctrl-1")["ome_stream"]["position"] == {
+        "name": "ctrl-1", "x": 10.0, "y": 20.0, "z": 1.5, "unit": "micrometer",
     }  # fmt: skip
-    assert attributes(root / "Pos1")["ome_stream"]["position"] == {"name": "Pos1"}
+    assert attributes(root / "ctrl-2")["ome_stream"]["position"] == {"name": "ctrl-2"}
 
 
 def test_grid_positions_are_named_name_row_column(tmp_path: Path) -> None:
     positions = [
-        Position(name=n, grid_row=0, grid_column=c) for n in ("Pos0", "Pos1") for c in (0, 1)
+        Position(name=n, grid_row=0, grid_column=c) for n in ("ctrl-1", "ctrl-2") for c in (0, 1)
     ]
     settings = AcquisitionSettings(
         root_path=tmp_path / "g.ome.zarr",
@@ -110,7 +112,7 @@ def test_grid_positions_are_named_name_row_column(tmp_path: Path) -> None:
     with create_stream(settings) as stream:
         for p in range(4):
             stream.append(np.full((4, 4), p, "uint8"))
-    names = ["Pos0_0_0", "Pos0_0_1", "Pos1_0_0", "Pos1_0_1"]
+    names = ["ctrl-1_0_0", "ctrl-1_0_1", "ctrl-2_0_0", "ctrl-2_0_1"]
     root = tmp_path / "g.ome.zarr"
     assert attributes(root / "OME")["ome"]["series"] == names
     for p, name in enumerate(names):
@@ -118,31 +120,27 @@ def test_grid_positions_are_named_name_row_column(tmp_path: Path) -> None:
 
 
 def test_plate_fields_are_named_by_position(tmp_path: Path) -> None:
-    positions = [
-        Position(name="fov0", plate_row="A", plate_column="1"),
-        Position(name="fov0", plate_row="B", plate_column="2"),
-        Position(name="fov1", plate_row="B", plate_column="2"),
-    ]
     settings = AcquisitionSettings(
         root_path=tmp_path / "plate.ome.zarr",
         dtype="uint8",
         dimensions=[
-            Dimension(name="p", type="position", coords=positions),
+            Dimension(name="p", type="position", coords=field_positions(3)),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
-        plate=Plate(name="P", row_names=["A", "B"], column_names=["1", "2"]),
+        plate=SCREEN,
     )
     with create_stream(settings) as stream:
-        stream.set_global_metadata("experiment", {"name": "screen"})
+        stream.set_global_metadata("experiment", {"name": "viability"})
         for p in range(3):
             stream.append(np.full((4, 4), p, "uint8"), frame_metadata={"p": p})
-        assert list(stream.get_metadata()) == ["A/1/fov0", "B/2/fov0", "B/2/fov1"]
+        assert list(stream.get_metadata()) == field_paths(3)
     root = tmp_path / "plate.ome.zarr"
     HCS.from_zarr(zarr.open_group(str(root), mode="r"))
-    assert attributes(root)["experiment"] == {"name": "screen"}
+    assert attributes(root)["experiment"] == {"name": "viability"}
     images = attributes(root / "B" / "2")["ome"]["well"]["images"]
-    assert images == [{"path": "fov0"}, {"path": "fov1"}]
-    for p, path in enumerate(["A/1/fov0", "B/2/fov0", "B/2/fov1"]):
+    assert images == [{"path": "site1"}, {"path": "site2"}]
+    assert field_paths(3) == ["B/2/site1", "B/2/site2", "D/5/site1"]
+    for p, path in enumerate(field_paths(3)):
         assert (np.asarray(zarr.open_array(str(root / path / "0"), mode="r")) == p).all()
         attrs = attributes(root / path)
         assert attrs["ome_writers"]["frame_metadata"] == [{"p": p, "storage_index": []}]
@@ -180,23 +178,23 @@ def test_update_metadata_arguments_are_checked_before_anything_changes(tmp_path:
         root_path=tmp_path / "e.ome.zarr",
         dtype="uint8",
         dimensions=[
-            Dimension(name="p", type="position", coords=["Pos0", "Pos1"]),
+            Dimension(name="p", type="position", coords=["ctrl-1", "ctrl-2"]),
             *dims_from_standard_axes({"y": 4, "x": 4}),
         ],
     )
     layout = Layout(settings)
     record = AcquisitionRecord([a.shape for a in layout.arrays], [[], []])
     known = current_metadata(layout, record)
-    assert list(known) == ["Pos0", "Pos1"]
+    assert list(known) == ["ctrl-1", "ctrl-2"]
     with pytest.raises(KeyError, match="Unknown path: nope"):
-        accept_update(layout, known, {"Pos0": {}, "nope": {}})
+        accept_update(layout, known, {"ctrl-1": {}, "nope": {}})
     with pytest.raises(TypeError, match=r"Expected dict\[str, dict\]"):
-        accept_update(layout, known, ["Pos0"])
-    with pytest.raises(TypeError, match="attributes for 'Pos1'"):
-        accept_update(layout, known, {"Pos1": "text"})
+        accept_update(layout, known, ["ctrl-1"])
+    with pytest.raises(TypeError, match="attributes for 'ctrl-2'"):
+        accept_update(layout, known, {"ctrl-2": "text"})
     with pytest.raises(ValueError, match="not JSON"):
-        accept_update(layout, known, {"Pos1": {"x": object()}})
-    assert accept_update(layout, known, {"Pos1": {"a": (1, 2)}}) == {"Pos1": {"a": [1, 2]}}
+        accept_update(layout, known, {"ctrl-2": {"x": object()}})
+    assert accept_update(layout, known, {"ctrl-2": {"a": (1, 2)}}) == {"ctrl-2": {"a": [1, 2]}}
 
 
 @pytest.mark.anyio
@@ -207,7 +205,7 @@ async def test_channel_window_comes_from_the_pixels_written(tmp_path: Path, back
         format=backend,
         dtype="uint16",
         dimensions=[
-            Dimension(name="t", count=None, chunk_size=1, type="time"),
+            Dimension(name="t", count=None, type="time", unit="s"),
             Dimension(name="c", count=2, type="channel", coords=["bright", "dim"]),
             Dimension(name="z", count=5, type="space"),
             *dims_from_standard_axes({"y": 64, "x": 64}),
@@ -248,7 +246,7 @@ def test_one_position_is_the_root_image(tmp_path: Path) -> None:
         root_path=tmp_path / "one.ome.zarr",
         dtype="uint8",
         dimensions=[
-            Dimension(name="p", type="position", coords=["Pos0"]),
+            Dimension(name="p", type="position", coords=["ctrl-1"]),
             *dims_from_standard_axes({"t": 2, "y": 4, "x": 4}),
         ],
     )
@@ -258,5 +256,5 @@ def test_one_position_is_the_root_image(tmp_path: Path) -> None:
         assert list(stream.get_metadata()) == ["."]
     root = tmp_path / "one.ome.zarr"
     image = Image.from_zarr(zarr.open_group(str(root), mode="r"))
-    assert image.ome_attributes.multiscales[0].name == "Pos0"
+    assert image.ome_attributes.multiscales[0].name == "ctrl-1"
     np.testing.assert_array_equal(read_tensorstore(root / "0")[:, 0, 0], [0, 1])
