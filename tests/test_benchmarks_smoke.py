@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ ROOT = Path(__file__).parent.parent
 
 def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
+    stale = {"case": "A", "writer": "ome-stream/tensorstore", "gb_per_s": 99.0}
+    out.with_suffix(".jsonl").write_text(json.dumps(stale) + "\n")  # an earlier run's
     result = subprocess.run(
         [
             sys.executable,
@@ -44,6 +47,10 @@ def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     row = next(r for r in summary if r["writer"] == "ome-stream/tensorstore")
     assert row["gb_per_s"]["median"] > 0 and row["loop_lag_ms"] is not None
     assert row["runs"] == 2
+    assert 0 < row["cores_busy"] <= (os.cpu_count() or 1) + 0.5
+    lines = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert stale not in lines  # this run's results only
+    assert len([r for r in lines if r["writer"] == "ome-stream/tensorstore"]) == 2
     ratios = {e["case"]: e for e in json.loads(out.read_text())["ratios"]}
     assert ratios["A"]["sync_vs_async"]["tensorstore"] > 0
     assert "| A | - | tensorstore" in result.stdout  # the same-run ratio table
