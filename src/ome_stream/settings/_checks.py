@@ -23,10 +23,10 @@ from ome_stream.settings.dimensions import effective_type
 if TYPE_CHECKING:
     from ome_stream.settings.acquisition import AcquisitionSettings
     from ome_stream.settings.dimensions import Dimension
+    from ome_stream.settings.positions import Plate, Position
 
 __all__ = [
     "check_backend",
-    "check_ngff_plate",
     "check_positions",
     "check_root",
     "check_storage_order",
@@ -139,7 +139,7 @@ def check_storage_order(settings: AcquisitionSettings) -> None:
 
 
 def check_positions(settings: AcquisitionSettings) -> None:
-    """Position names are path-safe; a plate needs a position dimension with wells."""
+    """Position names are path-safe; a plate needs wells (OME-Zarr: with NGFF 0.5 names)."""
     positions = settings.positions if settings.position_dimension is not None else ()
     for pos in positions:
         check_path_name(pos.name, "Position name")
@@ -168,7 +168,7 @@ def check_positions(settings: AcquisitionSettings) -> None:
             "images would be stored outside every well the plate describes."
         )
     if settings.format.name == "ome-zarr":
-        check_ngff_plate(settings)
+        _check_ngff_plate(plate, positions)
 
 
 def _listed(problems: list[str]) -> str:
@@ -176,16 +176,13 @@ def _listed(problems: list[str]) -> str:
     return "; ".join(problems[:_LISTED]) + (f"; and {more} more" if more > 0 else "")
 
 
-def check_ngff_plate(settings: AcquisitionSettings) -> None:
+def _check_ngff_plate(plate: Plate, positions: tuple[Position, ...]) -> None:
     """An OME-Zarr plate's row, column and field names are NGFF 0.5 names, its fields unique.
 
     Each field is stored at ``<row>/<column>/<position name>``. NGFF 0.5 allows only ASCII
     letters and digits in those names, and two positions of one well with the same name
     (in different grid cells) would share one image group.
     """
-    plate = settings.plate
-    assert plate is not None
-    positions = settings.positions
     problems = [
         f"plate {kind} name {name!r}"
         for kind, names in (("row", plate.row_names), ("column", plate.column_names))
