@@ -79,3 +79,30 @@ def field_paths(n: int = len(FIELDS)) -> list[str]:
 def well_index(row: str, column: str) -> tuple[int, int]:
     """The 0-based (row, column) of a well of the screen, as OME-XML numbers wells."""
     return SCREEN.row_names.index(row), SCREEN.column_names.index(column)
+
+
+def plate_settings(
+    root: Path | str,
+    fields: tuple[tuple[str, str, str], ...],
+    frame: tuple[int, int] = (8, 8),
+    **kwargs: Any,
+) -> AcquisitionSettings:
+    """One ``frame`` per field ``(row, column, field name)``, in a plate of just those rows
+    and columns (in first-visit order)."""
+    return AcquisitionSettings(
+        root_path=root,
+        dtype="uint16",
+        dimensions=[
+            Dimension(
+                name="p",
+                type="position",
+                coords=[Position(name=f, plate_row=r, plate_column=c) for r, c, f in fields],
+            ),
+            *dims_from_standard_axes({"y": frame[0], "x": frame[1]}),
+        ],
+        plate=Plate(
+            row_names=list(dict.fromkeys(r for r, _, _ in fields)),
+            column_names=list(dict.fromkeys(c for _, c, _ in fields)),
+        ),
+        **kwargs,
+    )

@@ -8,7 +8,16 @@ import warnings
 import pytest
 from pydantic import ValidationError
 
-from _settings import FIELDS, SCREEN, SITES, VISIT_SHAPE, Z_STEP, field_positions, visit_dims
+from _settings import (
+    FIELDS,
+    SCREEN,
+    SITES,
+    VISIT_SHAPE,
+    Z_STEP,
+    field_positions,
+    plate_settings,
+    visit_dims,
+)
 from ome_stream import (
     AcquisitionSettings,
     Channel,
@@ -305,6 +314,72 @@ def test_duplicate_names_are_rejected() -> None:
             dtype="u1",
             dimensions=[Dimension(name="y", count=2), *dims_from_standard_axes({"y": 4, "x": 4})],
         )
+
+
+NGFF_RULE = "may contain only the letters A-Z, a-z and the digits 0-9"
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        (("B", "2", "site-1"), r"position 1 \(well B/2\) has field name 'site-1'"),
+        (("B", "2", "site_1"), r"position 1 \(well B/2\) has field name 'site_1'"),
+        (("B", "2", "site.1"), r"position 1 \(well B/2\) has field name 'site\.1'"),
+        (("B", "2", "site 1"), r"position 1 \(well B/2\) has field name 'site 1'"),
+        (("B", "2", "Ä1"), r"position 1 \(well B/2\) has field name 'Ä1'"),
+        (("B-1", "2", "site1"), r"plate row name 'B-1'"),
+        (("B", "2_a", "site1"), r"plate column name '2_a'"),
+    ],
+    ids=["hyphen", "underscore", "dot", "space", "non-ascii", "row", "column"],
+)
+def test_ome_zarr_plate_names_must_be_ngff_names(field: tuple[str, str, str], problem: str) -> None:
+    """NGFF 0.5 allows only [A-Za-z0-9] in plate row, column and field names: an OME-Zarr
+    plate refuses the rest by name; OME-TIFF and scratch, which store them, take them."""
+    fields = (("A", "1", "site1"), field)
+    for fmt in ("tensorstore", "zarr-python"):
+        with pytest.raises(ValidationError, match=f"{NGFF_RULE}: {problem}\\. Rename"):
+            plate_settings("s.ome.zarr", fields, format=fmt)
+    for root, fmt in (("s.ome.tiff", "ome-tiff"), ("", "scratch")):
+        settings = plate_settings(root, fields, format=fmt)
+        assert [(p.plate_row, p.plate_column, p.name) for p in settings.positions] == list(fields)
+
+
+def test_ome_zarr_plate_name_errors_list_every_problem() -> None:
+    fields = (("A-1", "1", "f0"), *(("A-1", "1", f"site-{n}") for n in range(6)))
+    expected = (
+        r"plate row name 'A-1'; position 1 \(well A-1/1\) has field name 'site-0'; "
+        r".*position 4 \(well A-1/1\) has field name 'site-3'; and 2 more\."
+    )
+    with pytest.raises(ValidationError, match=expected):
+        plate_settings("s.ome.zarr", fields)
+    # a refused assignment leaves the settings as they were
+    settings = plate_settings("s.ome.tiff", fields)
+    with pytest.raises(ValidationError, match=NGFF_RULE):
+        settings.format = "tensorstore"
+    assert settings.format.name == "ome-tiff"
+
+
+def test_ome_zarr_plate_fields_of_one_well_need_different_names() -> None:
+    """Grid cells make names unique for the settings, but an OME-Zarr plate stores a field
+    at row/column/name only: two 'fov0' of well A1 would share one image group."""
+    coords = [
+        Position(name="fov0", plate_row="A", plate_column="1", grid_row=0, grid_column=g)
+        for g in range(2)
+    ] + [Position(name="fov0", plate_row="A", plate_column="2", grid_row=0, grid_column=0)]
+    kwargs: dict = {
+        "dtype": "uint8",
+        "plate": Plate(row_names=["A"], column_names=["1", "2"]),
+        "dimensions": [
+            Dimension(name="p", type="position", coords=coords),
+            *dims_from_standard_axes({"y": 4, "x": 4}),
+        ],
+    }
+    with pytest.raises(
+        ValidationError, match=r"need different names.*: positions 0 and 1 are both 'A/1/fov0'\."
+    ):
+        AcquisitionSettings(root_path="g.ome.zarr", **kwargs)
+    tiff = AcquisitionSettings(root_path="g.ome.tiff", **kwargs)  # one file per position
+    assert len(tiff.tiff_file_paths()) == 3
 
 
 def test_errors_name_the_field_and_value() -> None:

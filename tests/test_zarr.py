@@ -25,6 +25,7 @@ from _settings import (
     Z_STEP,
     field_paths,
     field_positions,
+    plate_settings,
     visit_dims,
 )
 from conftest import make_frames
@@ -331,3 +332,47 @@ async def test_metadata_skip_and_update(tmp_path: Path, backend: str) -> None:
     with pytest.raises(KeyError, match="nope"):
         await stream.update_metadata({"nope": {}})
     Image.from_zarr(zarr.open_group(str(root), mode="r"))
+
+
+#: plate names at the edges of what NGFF 0.5 allows ([A-Za-z0-9]): digits only, lower and
+#: mixed case, a leading zero, a two-letter row
+NGFF_FIELDS = (("AA", "03", "0"), ("AA", "03", "Field7"), ("b", "10", "z9Z"), ("b", "10", "1"))
+
+
+@pytest.mark.anyio
+async def test_plate_of_ngff_names_validates(tmp_path: Path, backend: str) -> None:
+    settings = plate_settings(tmp_path / "names.ome.zarr", NGFF_FIELDS, format=backend)
+    frames = make_frames(len(NGFF_FIELDS), (8, 8))
+    await acquire(settings, frames, use_sync=False)
+    root = tmp_path / "names.ome.zarr"
+    plate = HCS.from_zarr(zarr.open_group(str(root), mode="r"))  # plate, wells and images
+    meta = plate.ome_attributes.plate
+    assert [r.name for r in meta.rows] == ["AA", "b"]
+    assert [c.name for c in meta.columns] == ["03", "10"]
+    assert [w.path for w in meta.wells] == ["AA/03", "b/10"]
+    wells = [[i.path for i in w.ome_attributes.well.images] for w in plate.well_groups]
+    assert wells == [["0", "Field7"], ["z9Z", "1"]]
+    for index, field in enumerate(NGFF_FIELDS):
+        np.testing.assert_array_equal(read_both(root.joinpath(*field, "0")), frames[index])
+
+
+@pytest.mark.anyio
+async def test_plate_names_ngff_refuses_write_nothing(tmp_path: Path, backend: str) -> None:
+    """A refused OME-Zarr plate name fails with the settings: the dataset already at the
+    path (to be overwritten) is untouched, and no other file appears."""
+    root = tmp_path / "screen.ome.zarr"
+    await acquire(
+        plate_settings(root, NGFF_FIELDS[:1], format=backend), make_frames(1, (8, 8)), False
+    )
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for bad in (("B", "2", "site-1"), ("B-1", "2", "site1")):
+        with pytest.raises(ValidationError, match="may contain only the letters A-Z"):
+            async with open_stream(
+                plate_settings(root, (bad,), format=backend, overwrite=True)
+            ) as stream:
+                await stream.append(make_frames(1, (8, 8))[0])
+        with pytest.raises(ValidationError, match="may contain only the letters A-Z"):
+            plate_settings(tmp_path / "new.ome.zarr", (bad,), format=backend)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "new.ome.zarr").exists()
+    HCS.from_zarr(zarr.open_group(str(root), mode="r"))

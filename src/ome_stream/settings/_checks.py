@@ -7,6 +7,7 @@ construction and assignment; the ones that need dimensions are skipped until tho
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from ome_stream.settings.dimensions import effective_type
 if TYPE_CHECKING:
     from ome_stream.settings.acquisition import AcquisitionSettings
     from ome_stream.settings.dimensions import Dimension
+    from ome_stream.settings.positions import Plate, Position
 
 __all__ = [
     "check_backend",
@@ -34,6 +36,10 @@ __all__ = [
 ]
 
 _STORAGE_KEYS = frozenset({"endpoint", "region", "timeout"})
+# NGFF 0.5 "plate" and "well" metadata: row names, column names and field (image) paths
+# MUST contain only alphanumeric characters (its schemas: ^[A-Za-z0-9]+$).
+_NGFF_PLATE_NAME = re.compile(r"[A-Za-z0-9]+")
+_LISTED = 5  # problems named in one error message
 
 
 def format_from_root(root: str, suffix: str) -> Any:
@@ -133,7 +139,7 @@ def check_storage_order(settings: AcquisitionSettings) -> None:
 
 
 def check_positions(settings: AcquisitionSettings) -> None:
-    """Position names are path-safe; a plate needs a position dimension with wells."""
+    """Position names are path-safe; a plate needs wells (OME-Zarr: with NGFF 0.5 names)."""
     positions = settings.positions if settings.position_dimension is not None else ()
     for pos in positions:
         check_path_name(pos.name, "Position name")
@@ -160,6 +166,52 @@ def check_positions(settings: AcquisitionSettings) -> None:
             f"Some positions have row/column values not in the plate definition: {outside}; "
             f"the plate has rows {plate.row_names} and columns {plate.column_names}. Their "
             "images would be stored outside every well the plate describes."
+        )
+    if settings.format.name == "ome-zarr":
+        _check_ngff_plate(plate, positions)
+
+
+def _listed(problems: list[str]) -> str:
+    more = len(problems) - _LISTED
+    return "; ".join(problems[:_LISTED]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _check_ngff_plate(plate: Plate, positions: tuple[Position, ...]) -> None:
+    """An OME-Zarr plate's row, column and field names are NGFF 0.5 names, its fields unique.
+
+    Each field is stored at ``<row>/<column>/<position name>``. NGFF 0.5 allows only ASCII
+    letters and digits in those names, and two positions of one well with the same name
+    (in different grid cells) would share one image group.
+    """
+    problems = [
+        f"plate {kind} name {name!r}"
+        for kind, names in (("row", plate.row_names), ("column", plate.column_names))
+        for name in names
+        if not _NGFF_PLATE_NAME.fullmatch(name)
+    ]
+    problems += [
+        f"position {index} (well {pos.plate_row}/{pos.plate_column}) has field name {pos.name!r}"
+        for index, pos in enumerate(positions)
+        if not _NGFF_PLATE_NAME.fullmatch(pos.name)
+    ]
+    if problems:
+        raise ValueError(
+            "OME-Zarr plate names (NGFF 0.5 plate and well metadata) may contain only the "
+            f"letters A-Z, a-z and the digits 0-9: {_listed(problems)}. Rename them (e.g. "
+            "'site-1' to 'site1'), or write OME-TIFF, which stores such names."
+        )
+    first: dict[str, int] = {}
+    shared = []
+    for index, pos in enumerate(positions):
+        path = f"{pos.plate_row}/{pos.plate_column}/{pos.name}"
+        if path in first:
+            shared.append(f"positions {first[path]} and {index} are both {path!r}")
+        first.setdefault(path, index)
+    if shared:
+        raise ValueError(
+            "An OME-Zarr plate stores each field at <row>/<column>/<position name>, so the "
+            "positions of one well need different names, whatever their grid cells: "
+            f"{_listed(shared)}."
         )
 
 
