@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -93,3 +95,27 @@ def test_soak_smoke(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "flat" in result.stdout.splitlines()[-1]
+
+
+def test_evict_drops_only_the_page_cache_of_a_writers_output(tmp_path: Path) -> None:
+    """Between writers the harness drops the last output's cached pages, nothing else."""
+    from benchmarks.run import evict
+
+    def resident(path: Path) -> int:  # pages of ``path`` in the page cache (util-linux)
+        out = subprocess.run(
+            ["fincore", "--raw", "--noheadings", "--output", "PAGES", str(path)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return int(out.stdout.split()[0])
+
+    data = np.random.default_rng(3).integers(0, 255, 4 << 20, dtype=np.uint8).tobytes()
+    written, kept = tmp_path / "writer" / "c" / "0", tmp_path / "other.bin"
+    written.parent.mkdir(parents=True)
+    for path in (written, kept):
+        path.write_bytes(data)
+    os.sync()
+    assert resident(written) > 0 and resident(kept) > 0
+    assert evict({tmp_path / "writer"}) == 1
+    assert resident(written) == 0
+    assert resident(kept) > 0  # another writer's file is left alone
+    assert written.read_bytes() == data  # the output itself is untouched
