@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import shutil
+import time
 import zlib
 from pathlib import Path
 
@@ -122,6 +123,23 @@ async def test_live_view_example_serves_what_ends_up_on_disk(tmp_path: Path) -> 
         np.testing.assert_array_equal(frame, final[t, c])
 
 
+def replace_under_writer(output: Path) -> None:
+    """Delete a dataset that is being written and put a file in its place.
+
+    The loop is blocked meanwhile, so no write starts, but up to a few dozen already
+    started ones may still land (their engine threads create chunk files and folders):
+    a delete that races one of them is tried again.
+    """
+    for _ in range(100):
+        try:
+            shutil.rmtree(output)
+            output.write_text("not a dataset")
+            return
+        except OSError:  # a started write landed in the tree meanwhile
+            time.sleep(0.01)
+    raise AssertionError(f"could not replace {output}")
+
+
 @pytest.mark.anyio
 async def test_live_page_reports_a_storage_error(tmp_path: Path) -> None:
     example = load_example()
@@ -136,8 +154,7 @@ async def test_live_page_reports_a_storage_error(tmp_path: Path) -> None:
                 )
             )
             await wait_for_status(port, lambda doc: doc["frames_written"] >= 2)
-            shutil.rmtree(output)  # storage goes away under the writer
-            output.write_text("not a dataset")
+            replace_under_writer(output)  # storage goes away under the writer
             seen = await wait_for_state(port, {"error", "finished"})
             # after its linger the example re-raises the failure
     assert seen["state"] == "error", seen
