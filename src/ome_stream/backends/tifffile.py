@@ -55,9 +55,36 @@ class _FullWrites(io.FileIO):
 
     A raw write may be short without an error (a disk filling up); tifffile does not check,
     which would leave a page cut short and the file's IFD chain pointing past its end.
+
+    It can also hold back the one write of the IFD chain's link (:meth:`hold_link`):
+    tifffile links the previous IFD to the new page *before* it writes the page's pixels
+    and IFD, so a process killed in between would leave the chain pointing at a page that
+    is not there yet.
     """
 
+    _link_at: int | None = None
+    _link: bytes | None = None
+
+    def hold_link(self, offset: int) -> None:
+        """Keep back the next write at ``offset`` (the chain's link) until :meth:`link`."""
+        self._link_at, self._link = offset, None
+
+    def link(self) -> None:
+        """Write the held-back link, now that the page it points to is complete."""
+        at, data = self._link_at, self._link
+        self._link_at = self._link = None
+        if at is not None and data is not None:
+            os.pwrite(self.fileno(), data, at)
+
+    def drop_link(self) -> None:
+        """Forget the held-back link: the chain keeps ending at the last complete page."""
+        self._link_at = self._link = None
+
     def write(self, data: Any, /) -> int:
+        if self._link_at is not None and self._link is None and self.tell() == self._link_at:
+            self._link = bytes(data)  # written by link(), once the page is complete
+            self.seek(len(self._link), os.SEEK_CUR)
+            return len(self._link)
         view = memoryview(data).cast("B")
         total = 0
         while total < len(view):
@@ -180,14 +207,21 @@ class _FileWriter:
         assert self._writer is not None
         writer = self._writer
         pointer = writer._ifdoffset
+        file = self._file
+        if isinstance(file, _FullWrites):
+            file.hold_link(pointer)  # linked only once the page is complete (see there)
         try:
             yield
         except BaseException:
-            if self._file is not None:
+            if file is not None:
+                if isinstance(file, _FullWrites):
+                    file.drop_link()
                 end_of_chain = struct.pack(writer.tiff.offsetformat, 0)
                 with contextlib.suppress(OSError):
-                    os.pwrite(self._file.fileno(), end_of_chain, pointer)
+                    os.pwrite(file.fileno(), end_of_chain, pointer)
             raise
+        if isinstance(file, _FullWrites):
+            file.link()
 
     def _write_hole(self) -> int:
         """Append an uncompressed zero page (sparse); return the offset of its pixels."""
