@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from ome_stream import (
     AcquisitionSettings,
     WriterError,
     available_backends,
+    create_stream,
     dims_from_standard_axes,
     open_stream,
 )
@@ -162,6 +164,36 @@ async def test_full_filesystem(small_fs: Path, backend: str) -> None:
     if backend != "acquire-zarr":  # acquire-zarr holds frames in native buffers of its own
         # our buffer (8 frames) + writes in flight (at most 32 small blocks)
         assert appended - len(written) <= 8 + 32
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b in ("tensorstore", "tifffile")])
+def test_full_filesystem_through_the_sync_facade(small_fs: Path, backend: str) -> None:
+    """The facade's ``append`` queues frames ahead of the loop; filling the disk still
+    reaches the caller as WriterError (at an append or at close), within the budget."""
+    settings = make_settings(small_fs, backend, count=None)
+    appended, outcome = 0, []
+
+    def produce() -> None:
+        nonlocal appended
+        try:
+            with create_stream(settings) as stream:
+                for i in range(2000):
+                    stream.append(frame(i))
+                    appended += 1
+        except WriterError as err:
+            outcome.append(err)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    producer.join(60)
+    assert not producer.is_alive(), "a full disk must never hang the sync producer"
+    assert outcome and outcome[0].__cause__ is not None, "it must raise WriterError"
+    assert appended < 2000
+    data = read_frames(settings) if Path(settings.output_path).exists() else np.zeros((0,))
+    written = [i for i, plane in enumerate(data) if plane.any()]
+    for i in written:
+        np.testing.assert_array_equal(data[i], frame(i))  # what is there is exact
+    assert appended - len(written) <= 8 + 32  # the buffer and writes in flight, no more
 
 
 @pytest.mark.anyio

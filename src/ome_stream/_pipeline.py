@@ -161,19 +161,28 @@ class WriterPipeline:
         storage_index: tuple[int, ...],
         pixels: np.ndarray | None,
         copy: bool,
+        pooled: bool = False,
     ) -> None:
-        """Queue one accepted frame (its budget token already taken); never waits."""
-        pooled = False
+        """Queue one accepted frame (its budget token already taken); never waits.
+
+        ``copy`` copies the pixels into a slot of the pool; ``pooled`` says they are one
+        already (from :meth:`slot_copy`).
+        """
         if pixels is not None:
             if copy:
-                slot = (
-                    self._free_slots.pop() if self._free_slots else np.empty_like(pixels, order="C")
-                )
-                np.copyto(slot, pixels)
-                pixels, pooled = slot, True
+                pixels, pooled = self.slot_copy(pixels), True
             self._unwritten[array_index][storage_index] = pixels
         self._account(self._frame_nbytes)
         self._senders[array_index].send_nowait(_Frame(storage_index, pixels, pooled))
+
+    def slot_copy(self, pixels: np.ndarray) -> np.ndarray:
+        """``pixels`` copied into a free slot of the pool (from any thread)."""
+        try:
+            slot = self._free_slots.pop()  # atomic: the sync facade copies in its caller
+        except IndexError:
+            slot = np.empty_like(pixels, order="C")
+        np.copyto(slot, pixels)
+        return slot
 
     async def pace(self) -> None:
         """Let the loop run other tasks if producers have run :data:`YIELD_INTERVAL`.

@@ -30,6 +30,7 @@ from ome_stream.layout import AcquisitionRecord, Layout
 from ome_stream.router import FrameRouter
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     from numpy.typing import ArrayLike
@@ -83,6 +84,8 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         """Pixels of runs appended short of a whole frame (see ``append``)."""
         self._state = "new"
         self._closed: anyio.Event
+        self.settle: Callable[[], object] = _nothing
+        """Called before a view counts the frames: the sync facade's hand-off settles."""
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Self:
@@ -248,11 +251,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
                 await self.append(whole, copy=False)  # cut frames are the stream's own
             return
         pixels, extra = self._validate(frame, metadata, frame_metadata)
-        self._check_room("append frame")
-        pipeline = self._running()
-        await pipeline.budget.acquire()
-        self._enqueue(pipeline, pixels, extra, copy)
-        await pipeline.pace()
+        await self._accept(pixels, extra, copy)
 
     def append_nowait(
         self,
@@ -316,6 +315,20 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         return self._state == "closed"
 
     # ------------------------------------------------------------------ internals
+    async def _accept(
+        self,
+        pixels: np.ndarray,
+        extra: dict[str, Any] | None,
+        copy: bool,
+        pooled: bool = False,
+    ) -> None:
+        """Queue a checked frame once the budget has room (``pooled``: see ``put``)."""
+        self._check_room("append frame")
+        pipeline = self._running()
+        await pipeline.budget.acquire()
+        self._enqueue(pipeline, pixels, extra, copy, pooled=pooled)
+        await pipeline.pace()
+
     def _running(self) -> WriterPipeline:
         if self._state != "open" or self._pipeline is None:
             raise anyio.ClosedResourceError(
@@ -343,6 +356,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         extra: dict[str, Any] | None,
         copy: bool,
         announce: bool = True,
+        pooled: bool = False,
     ) -> None:
         # No await from here on: the frame number and the queue order cannot interleave
         # with another producer's. The checks are repeated: the state may have changed
@@ -359,7 +373,7 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         self.stats.frames_accepted += 1
         if extra:
             self.metadata.add_frame(array_index, frame_number, storage_index, extra)
-        pipeline.put(array_index, storage_index, pixels, copy)
+        pipeline.put(array_index, storage_index, pixels, copy, pooled)
         if announce:
             self.live.accepted(frame_number, 1)
 
@@ -393,6 +407,10 @@ class AsyncOMEStream(LiveAPI, MetadataAPI):
         return _StreamFrames(self)
 
 
+def _nothing() -> None:
+    pass
+
+
 class _StreamFrames:
     """The frames of a stream as a view reads them (:class:`~ome_stream.view.FrameSource`)."""
 
@@ -401,7 +419,11 @@ class _StreamFrames:
 
     @property
     def frames_accepted(self) -> int:
+        self._stream.settle()
         return self._stream.stats.frames_accepted
+
+    def settle(self) -> None:
+        self._stream.settle()
 
     @property
     def finished(self) -> bool:

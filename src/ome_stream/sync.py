@@ -28,6 +28,8 @@ import anyio.lowlevel
 import numpy as np
 from anyio.from_thread import BlockingPortal
 
+from ome_stream._checks import check_frame
+from ome_stream._handoff import HandOff
 from ome_stream._log import logger
 from ome_stream.backends.scratch import ScratchBackend
 from ome_stream.errors import UnclosedStreamWarning
@@ -96,6 +98,8 @@ class _Handle:
         except BaseException:
             self.loop.stop()
             raise
+        self.handoff = HandOff(stream, self.loop.portal, self.loop.token, self.loop.thread)
+        stream.settle = self.handoff.settle
         self.open = True
         _OPEN.add(self)
         _register_exit_hook()
@@ -106,6 +110,7 @@ class _Handle:
         self.open = False
         _OPEN.discard(self)
         try:
+            self.handoff.stop()  # every frame appended is accepted first
             self.loop.portal.call(self.stream.aclose)
         finally:
             self.loop.stop()
@@ -120,6 +125,10 @@ class _Handle:
         self.open = False
         _OPEN.discard(self)
         stream, stats = self.stream, self.stream.stats
+        try:  # every frame appended is accepted, and counted, first
+            self.handoff.stop(timeout=stream.drain_timeout)
+        except FutureTimeout:
+            logger.warning("frames appended were still waiting for room at close")
         if when == "gc":
             if stats.frames_accepted:
                 _warn(
@@ -206,7 +215,7 @@ class OMEStream:
         self._finalizer = weakref.finalize(self, self._handle.close_unattended, "gc")
         self._finalizer.atexit = False  # the exit is handled for every open stream at once
         self._portal = self._handle.loop.portal
-        self._token = self._handle.loop.token
+        self._handoff = self._handle.handoff
         storage = stream._backend
         if isinstance(storage, ScratchBackend):
             # weakly: the backend must not keep an unclosed facade from being collected
@@ -238,26 +247,17 @@ class OMEStream:
     ) -> None:
         """Append the next frame; blocks while the buffer is full (see ``append``)."""
         if np.ndim(frame) == 1:  # a run of pixels (see AsyncOMEStream.append)
+            self._handoff.settle()
             self._portal.call(
                 lambda: self._async.append(
                     frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
                 )
             )
             return
-        # Fast path: while the buffer has room, one call on the loop and no task.
-        try:
-            anyio.from_thread.run_sync(
-                lambda: self._async.append_nowait(
-                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
-                ),
-                token=self._token,
-            )
-        except anyio.WouldBlock:  # the buffer is full: wait for room on the loop
-            self._portal.call(
-                lambda: self._async.append(
-                    frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
-                )
-            )
+        # checked (the same errors, at once) and copied here, accepted on the loop
+        self._async._running()
+        pixels, extra = check_frame(self._async.layout, frame, metadata, frame_metadata)
+        self._handoff.put(pixels, extra, copy)
 
     def append_nowait(
         self,
@@ -268,6 +268,7 @@ class OMEStream:
         copy: bool = True,
     ) -> None:
         """Append without waiting; raises ``anyio.WouldBlock`` when the buffer is full."""
+        self._handoff.settle()
         self._portal.call(
             lambda: self._async.append_nowait(
                 frame, metadata=metadata, frame_metadata=frame_metadata, copy=copy
@@ -276,19 +277,23 @@ class OMEStream:
 
     def skip(self, frames: int = 1) -> None:
         """Advance past ``frames`` frames, leaving them at the fill value."""
+        self._handoff.settle()
         self._portal.call(self._async.skip, frames)
 
     def flush(self) -> None:
         """Block until every accepted frame is in storage."""
+        self._handoff.settle()
         self._portal.call(self._async.flush)
 
     def _run(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         # after close the portal's loop is gone: run the call on a loop of its own
+        self._handoff.settle()
         if self.closed:
             return anyio.run(func, *args)
         return self._portal.call(func, *args)
 
     def _call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._handoff.settle()
         if self.closed:
             return func(*args, **kwargs)
         return self._portal.call(lambda: func(*args, **kwargs))
@@ -299,6 +304,7 @@ class OMEStream:
 
     def get_metadata(self) -> dict[Any, Any]:
         """The metadata as it would be written now (see the async twin)."""
+        self._handoff.settle()
         return self._async.get_metadata()
 
     def update_metadata(self, metadata: Mapping[Any, Any]) -> None:
@@ -325,7 +331,9 @@ class OMEStream:
 
     @property
     def _callback_executor(self) -> ThreadPoolExecutor | None:
-        # the thread running the callbacks; ome-writers' test helpers wait on it
+        # the thread running the callbacks; ome-writers' test helpers wait on it (after
+        # every frame appended has been accepted, so its callbacks are queued there)
+        self._handoff.settle()
         return self._async.live.executor
 
     @property
@@ -336,11 +344,13 @@ class OMEStream:
     @property
     def _frames_written(self) -> int:
         # ome-writers' private count of the frames appended or skipped so far
+        self._handoff.settle()
         return self._async.stats.frames_accepted
 
     @property
     def _coord_tracker(self) -> _CoordProgress | None:
         # ome-writers' private tracker exists once a coordinate callback is registered
+        self._handoff.settle()
         if not any(kind in self._event_handlers for kind in ("coords_expanded", "coords_changed")):
             return None
         return _CoordProgress(self._async)
@@ -349,11 +359,13 @@ class OMEStream:
     def _backend(self) -> Backend | None:
         # the storage backend; ome-writers' test helpers pass it to their waits (a view
         # needs no wait here: accepted frames are served from memory)
+        self._handoff.settle()
         return self._async._backend
 
     @property
     def stats(self) -> StreamStats:
-        """Progress counters."""
+        """Progress counters (every frame appended counted)."""
+        self._handoff.settle()
         return self._async.stats
 
     @property

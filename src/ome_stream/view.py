@@ -32,7 +32,10 @@ class FrameSource(Protocol):
 
     @property
     def frames_accepted(self) -> int:
-        """Frames accepted so far."""
+        """Frames accepted so far (every frame appended, also from other threads)."""
+
+    def settle(self) -> None:
+        """Off the stream's loop: wait until every frame appended is accepted."""
 
     @property
     def finished(self) -> bool:
@@ -211,6 +214,7 @@ class StreamView:
                 "view[...] was called on the stream's event loop thread, where it would "
                 "block the loop; use 'await view.read(key)' there"
             )
+        self._source.settle()  # a frame appended from this thread is readable at once
         try:
             result: np.ndarray = anyio.from_thread.run(self.read, key, token=self._token)
         except RuntimeError:
