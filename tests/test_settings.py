@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pytest
@@ -320,24 +321,29 @@ NGFF_RULE = "may contain only the letters A-Z, a-z and the digits 0-9"
 
 
 @pytest.mark.parametrize(
-    ("field", "problem"),
+    ("field", "problem", "renamed"),
     [
-        (("B", "2", "site-1"), r"position 1 \(well B/2\) has field name 'site-1'"),
-        (("B", "2", "site_1"), r"position 1 \(well B/2\) has field name 'site_1'"),
-        (("B", "2", "site.1"), r"position 1 \(well B/2\) has field name 'site\.1'"),
-        (("B", "2", "site 1"), r"position 1 \(well B/2\) has field name 'site 1'"),
-        (("B", "2", "Ä1"), r"position 1 \(well B/2\) has field name 'Ä1'"),
-        (("B-1", "2", "site1"), r"plate row name 'B-1'"),
-        (("B", "2_a", "site1"), r"plate column name '2_a'"),
+        (("B", "2", "site-1"), r"position 1 \(well B/2\) has field name 'site-1'", "site1"),
+        (("B", "2", "site_1"), r"position 1 \(well B/2\) has field name 'site_1'", "site1"),
+        (("B", "2", "site.1"), r"position 1 \(well B/2\) has field name 'site\.1'", "site1"),
+        (("B", "2", "site 1"), r"position 1 \(well B/2\) has field name 'site 1'", "site1"),
+        (("B", "2", "Ä1"), r"position 1 \(well B/2\) has field name 'Ä1'", "1"),
+        (("B-1", "2", "site1"), r"plate row name 'B-1'", "B1"),
+        (("B", "2_a", "site1"), r"plate column name '2_a'", "2a"),
     ],
     ids=["hyphen", "underscore", "dot", "space", "non-ascii", "row", "column"],
 )
-def test_ome_zarr_plate_names_must_be_ngff_names(field: tuple[str, str, str], problem: str) -> None:
+def test_ome_zarr_plate_names_must_be_ngff_names(
+    field: tuple[str, str, str], problem: str, renamed: str
+) -> None:
     """NGFF 0.5 allows only [A-Za-z0-9] in plate row, column and field names: an OME-Zarr
-    plate refuses the rest by name; OME-TIFF and scratch, which store them, take them."""
+    plate refuses the rest by name, suggesting the first one without the rest; OME-TIFF
+    and scratch, which store them, take them."""
     fields = (("A", "1", "site1"), field)
+    original = re.escape(repr(next(n for n in field if n not in ("B", "2", "site1"))))
+    suggestion = f"Rename them \\(e\\.g\\. {original} to '{renamed}'\\)"
     for fmt in ("tensorstore", "zarr-python"):
-        with pytest.raises(ValidationError, match=f"{NGFF_RULE}: {problem}\\. Rename"):
+        with pytest.raises(ValidationError, match=f"{NGFF_RULE}: {problem}\\. {suggestion}"):
             plate_settings("s.ome.zarr", fields, format=fmt)
     for root, fmt in (("s.ome.tiff", "ome-tiff"), ("", "scratch")):
         settings = plate_settings(root, fields, format=fmt)

@@ -39,6 +39,7 @@ _STORAGE_KEYS = frozenset({"endpoint", "region", "timeout"})
 # NGFF 0.5 "plate" and "well" metadata: row names, column names and field (image) paths
 # MUST contain only alphanumeric characters (its schemas: ^[A-Za-z0-9]+$).
 _NGFF_PLATE_NAME = re.compile(r"[A-Za-z0-9]+")
+_NGFF_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9]")
 _LISTED = 5  # problems named in one error message
 
 
@@ -183,22 +184,28 @@ def _check_ngff_plate(plate: Plate, positions: tuple[Position, ...]) -> None:
     letters and digits in those names, and two positions of one well with the same name
     (in different grid cells) would share one image group.
     """
-    problems = [
-        f"plate {kind} name {name!r}"
+    bad = [
+        (f"plate {kind} name {name!r}", name)
         for kind, names in (("row", plate.row_names), ("column", plate.column_names))
         for name in names
         if not _NGFF_PLATE_NAME.fullmatch(name)
     ]
-    problems += [
-        f"position {index} (well {pos.plate_row}/{pos.plate_column}) has field name {pos.name!r}"
+    bad += [
+        (
+            f"position {index} (well {pos.plate_row}/{pos.plate_column}) has field name "
+            f"{pos.name!r}",
+            pos.name,
+        )
         for index, pos in enumerate(positions)
         if not _NGFF_PLATE_NAME.fullmatch(pos.name)
     ]
-    if problems:
+    if bad:
+        fixed = _NGFF_NOT_ALLOWED.sub("", bad[0][1])
+        example = f" (e.g. {bad[0][1]!r} to {fixed!r})" if fixed else ""
         raise ValueError(
             "OME-Zarr plate names (NGFF 0.5 plate and well metadata) may contain only the "
-            f"letters A-Z, a-z and the digits 0-9: {_listed(problems)}. Rename them (e.g. "
-            "'site-1' to 'site1'), or write OME-TIFF, which stores such names."
+            f"letters A-Z, a-z and the digits 0-9: {_listed([p for p, _ in bad])}. Rename "
+            f"them{example}, or write OME-TIFF, which stores such names."
         )
     first: dict[str, int] = {}
     shared = []
