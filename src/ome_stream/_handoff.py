@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -121,7 +122,10 @@ class HandOff:
             return settled
 
     def stop(self, timeout: float | None = None) -> None:
-        """Refuse further frames, settle, and end the feeder task."""
+        """Refuse further frames, settle, and end the feeder task.
+
+        Raises ``concurrent.futures.TimeoutError`` if frames still wait after ``timeout``.
+        """
         with self._lock:
             self._stopping = True
             wake = self._idle
@@ -130,7 +134,12 @@ class HandOff:
             self._lock.notify_all()
         if wake:
             call_soon(self._token, event.set)
-        self._feeder.result(timeout)
+        try:
+            self._feeder.result(timeout)
+        except FutureTimeout:
+            raise  # frames still wait for room: the caller decides
+        except Exception as err:  # recorded already; closing must go on
+            logger.error("the hand-off ended with %r", err)
 
     def _raise_if_failed(self) -> None:
         if self._stopping:
