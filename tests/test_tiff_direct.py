@@ -43,14 +43,18 @@ def page_aligned(frames: np.ndarray) -> np.ndarray:
 @pytest.mark.anyio
 @pytest.mark.parametrize("source", ["copied", "page-aligned, not copied"])
 async def test_large_frames_are_written_block_aligned(tmp_path: Path, source: str) -> None:
-    shape = (1024, 1024)  # 2 MiB of uint16
+    shape = (1024, 2048)  # 4 MiB of uint16: the smallest frame written directly
     frames = make_frames(5, shape)
     assert frames[0].nbytes >= DIRECT_MIN_BYTES
     given = frames if source == "copied" else page_aligned(frames)
     target = tmp_path / "big.ome.tiff"
     async with open_stream(series(target, 5, shape)) as stream:
-        for frame in given:
+        view = stream.view()
+        for i, frame in enumerate(given):
             await stream.append(frame, copy=source == "copied")
+            if i == 2:  # the live view reads pages back through the page cache
+                await stream.flush()
+                np.testing.assert_array_equal(await view.read(slice(0, 3)), frames[:3])
     data, offsets = read_back(target)
     np.testing.assert_array_equal(data, frames)
     assert all(offset % DIRECT_ALIGN == 0 for offset in offsets), offsets
@@ -58,7 +62,7 @@ async def test_large_frames_are_written_block_aligned(tmp_path: Path, source: st
 
 @pytest.mark.anyio
 async def test_frames_of_partial_blocks_keep_tifffiles_layout(tmp_path: Path) -> None:
-    shape = (1000, 1000)  # 2,000,000 bytes: not whole 4 KiB blocks
+    shape = (1000, 2100)  # 4,200,000 bytes: not whole 4 KiB blocks
     frames = make_frames(3, shape)
     target = tmp_path / "odd.ome.tiff"
     async with open_stream(series(target, 3, shape)) as stream:
@@ -71,7 +75,7 @@ async def test_frames_of_partial_blocks_keep_tifffiles_layout(tmp_path: Path) ->
 
 @pytest.mark.anyio
 async def test_large_frames_with_skips_and_a_reordering_storage_order(tmp_path: Path) -> None:
-    shape = (512, 1024)  # 1 MiB: the smallest frame written directly
+    shape = (1024, 2048)
     settings = AcquisitionSettings(
         root_path=tmp_path / "r.ome.tiff",
         dtype="uint16",

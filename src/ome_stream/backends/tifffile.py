@@ -51,8 +51,9 @@ PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it c
 _CODECS = {"zlib": "zlib", "zstd": "zstd", "lzw": "lzw"}
 
 
-#: pixel data of at least this size, in whole blocks, bypasses the page cache
-DIRECT_MIN_BYTES = 1 << 20
+#: pixel data of at least this size, in whole blocks, bypasses the page cache (smaller
+#: direct writes wait on the disk one by one: 1 MiB frames were written slower than cached)
+DIRECT_MIN_BYTES = 4 << 20
 #: alignment of direct writes: file offset, length and memory (a page covers every device)
 DIRECT_ALIGN = 4096
 
