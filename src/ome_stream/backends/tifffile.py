@@ -5,6 +5,8 @@ valid TIFF after every page: a process killed mid-acquisition leaves every finis
 readable. The OME-XML is built with ome-types when the acquisition closes and placed in
 the first page's ImageDescription (UTF-8), replacing a placeholder. The event loop only
 awaits futures; all TIFF I/O and XML serialisation happens in the writer threads.
+The pixels of large uncompressed frames bypass the page cache (``O_DIRECT``, see
+:class:`_FullWrites`); everything else is written through it.
 
 Pages arrive from the stream out of order by at most a few frames (writes in flight);
 the writer thread holds early pages until the page before them has been written, and
