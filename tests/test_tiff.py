@@ -284,11 +284,12 @@ def test_settings_the_tiff_backend_cannot_honour() -> None:
 CRASH_SCRIPT = textwrap.dedent("""
     import sys, time, numpy as np
     from ome_stream import AcquisitionSettings, dims_from_standard_axes, create_stream
+    shape = (int(sys.argv[2]), int(sys.argv[3]))
     settings = AcquisitionSettings(root_path=sys.argv[1], dtype="uint16",
-        dimensions=dims_from_standard_axes({"t": None, "y": 64, "x": 64}))
+        dimensions=dims_from_standard_axes({"t": None, "y": shape[0], "x": shape[1]}))
     with create_stream(settings) as stream:
         for i in range(100000):
-            stream.append(np.full((64, 64), i % 60000, "uint16"))
+            stream.append(np.full(shape, i % 60000, "uint16"))
             if i == 20:
                 stream.flush()
                 print("flushed", flush=True)
@@ -296,10 +297,16 @@ CRASH_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_killed_writer_leaves_every_finished_page_readable(tmp_path: Path) -> None:
+# 64x64: pages written through tifffile; 4 MiB frames: pixels written past the page cache
+@pytest.mark.parametrize("shape", [(64, 64), (1024, 2048)])
+def test_killed_writer_leaves_every_finished_page_readable(
+    tmp_path: Path, shape: tuple[int, int]
+) -> None:
     target = tmp_path / "crash.ome.tiff"
     with subprocess.Popen(
-        [sys.executable, "-c", CRASH_SCRIPT, str(target)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CRASH_SCRIPT, str(target), *map(str, shape)],
+        stdout=subprocess.PIPE,
+        text=True,
     ) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "flushed"
@@ -311,7 +318,7 @@ def test_killed_writer_leaves_every_finished_page_readable(tmp_path: Path) -> No
         pages = [page.asarray() for page in tif.pages]
     assert len(pages) >= 21
     for i, page in enumerate(pages):
-        np.testing.assert_array_equal(page, np.full((64, 64), i, "uint16"))
+        np.testing.assert_array_equal(page, np.full(shape, i, "uint16"))
 
 
 def test_update_metadata_after_close_rewrites_the_ome_xml(tmp_path: Path) -> None:

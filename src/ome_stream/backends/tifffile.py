@@ -5,6 +5,8 @@ valid TIFF after every page: a process killed mid-acquisition leaves every finis
 readable. The OME-XML is built with ome-types when the acquisition closes and placed in
 the first page's ImageDescription (UTF-8), replacing a placeholder. The event loop only
 awaits futures; all TIFF I/O and XML serialisation happens in the writer threads.
+The pixels of large uncompressed frames bypass the page cache (``O_DIRECT``, see
+:class:`_FullWrites`); everything else is written through it.
 
 Pages arrive from the stream out of order by at most a few frames (writes in flight);
 the writer thread holds early pages until the page before them has been written, and
@@ -23,13 +25,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import mmap
 import os
 import queue
 import struct
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import numpy as np
@@ -50,6 +53,50 @@ PLACEHOLDER = "ome-stream: acquisition in progress; OME-XML is written when it c
 _CODECS = {"zlib": "zlib", "zstd": "zstd", "lzw": "lzw"}
 
 
+#: pixel data of at least this size, in whole blocks, bypasses the page cache (smaller
+#: direct writes wait on the disk one by one: 1 MiB frames were written slower than cached)
+DIRECT_MIN_BYTES = 4 << 20
+#: alignment of direct writes: file offset, length and memory (a page covers every device)
+DIRECT_ALIGN = 4096
+
+
+def _aligned(frame: np.ndarray) -> bool:
+    address: int = frame.__array_interface__["data"][0]
+    return address % DIRECT_ALIGN == 0
+
+
+class _BouncePool:
+    """Page-aligned buffers for direct writes, shared by every file's writer thread.
+
+    At most ``keep`` idle buffers are kept (the writer threads writing at once need one
+    each); one file per position must not mean one buffer per position.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self._idle: list[mmap.mmap] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> mmap.mmap:
+        """An idle buffer of ``size`` bytes, or a new one."""
+        with self._lock:
+            for index, buffer in enumerate(self._idle):
+                if len(buffer) == size:
+                    return self._idle.pop(index)
+        return mmap.mmap(-1, size)
+
+    def give(self, buffer: mmap.mmap) -> None:
+        """Return a buffer taken with :meth:`take`."""
+        with self._lock:
+            self._idle.append(buffer)
+            surplus, self._idle = self._idle[: -self._keep], self._idle[-self._keep :]
+        for old in surplus:
+            old.close()
+
+
+_BOUNCES = _BouncePool()
+
+
 class _FullWrites(io.FileIO):
     """An unbuffered file whose ``write`` writes everything or raises.
 
@@ -60,10 +107,91 @@ class _FullWrites(io.FileIO):
     tifffile links the previous IFD to the new page *before* it writes the page's pixels
     and IFD, so a process killed in between would leave the chain pointing at a page that
     is not there yet.
+
+    And it can write a page's pixels past the page cache (:meth:`place_pixels`): tifffile
+    is asked for an empty page, block-aligned, and the one write that would end its pixel
+    data is replaced by the frame, written with ``O_DIRECT`` from an aligned buffer.
     """
 
     _link_at: int | None = None
     _link: bytes | None = None
+    _direct: int | None = None
+    _bounce: mmap.mmap | None = None  # holding the kept frame's copy, if copied
+    _pixels: memoryview | None = None  # the kept frame's bytes
+
+    def open_direct(self) -> bool:
+        """Open the file a second time for direct writes; False where that is refused."""
+        flag = getattr(os, "O_DIRECT", 0)
+        if flag and self._direct is None:
+            with contextlib.suppress(OSError):
+                self._direct = os.open(self.name, os.O_WRONLY | os.O_CLOEXEC | flag)
+        return self._direct is not None
+
+    def close(self) -> None:
+        direct, self._direct = self._direct, None
+        try:
+            self.pixels_placed()
+            if direct is not None:
+                os.close(direct)
+        finally:
+            super().close()
+
+    def place_pixels(self, frame: np.ndarray) -> bool:
+        """Keep ``frame`` to write in place of the data of the next empty page.
+
+        False (nothing kept) when the frame cannot be written directly: no direct file, or
+        a size that is not whole blocks. A frame in page-aligned memory is written from
+        there; any other is copied into an aligned buffer first.
+        """
+        size = frame.nbytes
+        if self._direct is None or size % DIRECT_ALIGN or size < DIRECT_MIN_BYTES:
+            return False
+        native = frame.dtype.newbyteorder("=")
+        if frame.flags.c_contiguous and frame.dtype == native and _aligned(frame):
+            self._pixels = frame.data.cast("B")
+            return True
+        self._bounce = _BOUNCES.take(size)
+        target = np.frombuffer(self._bounce, native, frame.size).reshape(frame.shape)
+        np.copyto(target, frame)
+        del target
+        self._pixels = memoryview(self._bounce)
+        return True
+
+    def pixels_placed(self) -> bool:
+        """Whether the frame kept by :meth:`place_pixels` was written (and forget it)."""
+        placed = self._pixels is None
+        if self._pixels is not None:
+            self._pixels.release()
+            self._pixels = None
+        bounce, self._bounce = self._bounce, None
+        if bounce is not None:
+            _BOUNCES.give(bounce)
+        return placed
+
+    def _write_pixels(self, end: int) -> None:
+        """Write the kept frame so that it ends at ``end``, directly where possible."""
+        assert self._pixels is not None
+        pixels = self._pixels
+        at = end - len(pixels)
+        done = 0
+        while done < len(pixels):
+            with pixels[done:] as rest:
+                if self._direct is not None and done % DIRECT_ALIGN == 0:
+                    try:
+                        written = os.pwrite(self._direct, rest, at + done)
+                    except OSError as err:
+                        if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                            raise
+                        os.close(self._direct)  # the file system refuses direct writes
+                        self._direct = None
+                        continue
+                else:
+                    written = os.pwrite(self.fileno(), rest, at + done)
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
+            done += written
+        pixels.release()
+        self._pixels = None
 
     def hold_link(self, offset: int) -> None:
         """Keep back the next write at ``offset`` (the chain's link) until :meth:`link`."""
@@ -85,6 +213,13 @@ class _FullWrites(io.FileIO):
             self._link = bytes(data)  # written by link(), once the page is complete
             self.seek(len(self._link), os.SEEK_CUR)
             return len(self._link)
+        if self._pixels is not None and len(data) == 1:
+            end = self.tell() + 1
+            if end >= len(self._pixels) and (end - len(self._pixels)) % DIRECT_ALIGN == 0:
+                # tifffile ends an empty page's data with one zero byte: the frame instead
+                self._write_pixels(end)
+                self.seek(1, os.SEEK_CUR)
+                return 1
         view = memoryview(data).cast("B")
         total = 0
         while total < len(view):
@@ -120,7 +255,7 @@ class _FileWriter:
         self.broken: Exception | None = None
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._writer: tifffile.TiffWriter | None = None
-        self._file: BinaryIO | None = None
+        self._file: _FullWrites | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"ome-stream tiff {path.name}", daemon=True
         )
@@ -208,20 +343,17 @@ class _FileWriter:
         writer = self._writer
         pointer = writer._ifdoffset
         file = self._file
-        if isinstance(file, _FullWrites):
-            file.hold_link(pointer)  # linked only once the page is complete (see there)
+        assert file is not None
+        file.hold_link(pointer)  # linked only once the page is complete (see there)
         try:
             yield
         except BaseException:
-            if file is not None:
-                if isinstance(file, _FullWrites):
-                    file.drop_link()
-                end_of_chain = struct.pack(writer.tiff.offsetformat, 0)
-                with contextlib.suppress(OSError):
-                    os.pwrite(file.fileno(), end_of_chain, pointer)
+            file.drop_link()
+            end_of_chain = struct.pack(writer.tiff.offsetformat, 0)
+            with contextlib.suppress(OSError):
+                os.pwrite(file.fileno(), end_of_chain, pointer)
             raise
-        if isinstance(file, _FullWrites):
-            file.link()
+        file.link()
 
     def _write_hole(self) -> int:
         """Append an uncompressed zero page (sparse); return the offset of its pixels."""
@@ -292,6 +424,7 @@ class _FileWriter:
         # write nothing stale is left in a buffer to be written over the repaired IFD chain
         self._file = _FullWrites(self.path, "w+")
         try:
+            self._file.open_direct()
             self._writer = tifffile.TiffWriter(self._file, bigtiff=True)
         except BaseException:
             self._file.close()
@@ -313,16 +446,29 @@ class _FileWriter:
             if min(self.frame_shape) >= 256:
                 kwargs["tile"] = (256, 256)
                 kwargs["maxworkers"] = 2
+        file = self._file
+        assert file is not None
         with self._chain_kept():
-            self._writer.write(
-                frame,
-                description=PLACEHOLDER if first else None,
-                metadata=None,
-                contiguous=False,
-                photometric="minisblack",
-                **self.resolution,
-                **kwargs,
-            )
+            # a large uncompressed frame goes past the page cache: tifffile writes an empty
+            # page (its tags, block-aligned data), the file writes the frame as its data
+            direct = self.compression is None and file.place_pixels(frame)
+            if direct:
+                kwargs.update(shape=frame.shape, dtype=frame.dtype.newbyteorder("="))
+                kwargs["align"] = DIRECT_ALIGN
+            try:
+                self._writer.write(
+                    None if direct else frame,
+                    description=PLACEHOLDER if first else None,
+                    metadata=None,
+                    contiguous=False,
+                    photometric="minisblack",
+                    **self.resolution,
+                    **kwargs,
+                )
+            finally:
+                placed = file.pixels_placed()
+            if direct and not placed:
+                raise RuntimeError(f"{self.path}: page {self.pages_written} got no pixel data")
             self._writer.filehandle.flush()
         self.pages_written += 1
 
