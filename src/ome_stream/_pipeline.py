@@ -10,7 +10,6 @@ are no longer needed.
 
 from __future__ import annotations
 
-import collections
 import functools
 import itertools
 import math
@@ -24,7 +23,7 @@ import numpy as np
 
 from ome_stream._assembly import Assembler
 from ome_stream._log import logger
-from ome_stream.backends._futures import hand_back, outcome
+from ome_stream._writes import BlockWrites
 from ome_stream.errors import WriterError
 
 if TYPE_CHECKING:
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from ome_stream.backends.base import Backend, WriteFuture
+    from ome_stream.backends.base import Backend
     from ome_stream.layout import Layout
     from ome_stream.pyramid import PyramidBuilder
 
@@ -115,7 +114,7 @@ class WriterPipeline:
         """One token per frame that may wait for storage; ``append`` takes one."""
         self._last_yield = time.perf_counter()
         self.max_inflight = self._inflight_limit()
-        self._inflight = anyio.Semaphore(self.max_inflight, fast_acquire=True)
+        self._block_writes = BlockWrites(backend, self.max_inflight)
         self._frame_nbytes = layout.frame_nbytes
         self._free_slots: list[np.ndarray] = []
         self._senders: list[MemoryObjectSendStream[_Item]] = []
@@ -128,14 +127,6 @@ class WriterPipeline:
         self._running = len(layout.images)
         self.writers_done = anyio.Event()
         self._extents = [a.shape[0] if a.shape else 0 for a in layout.arrays]
-        self._pending = 0
-        self._idle = anyio.Event()
-        # writes started by the backend itself (start_write), oldest first
-        self._started: collections.deque[tuple[WriteFuture, Callable[..., None]]] = (
-            collections.deque()
-        )
-        self._armed = False
-        self._token = anyio.lowlevel.current_token()
         # Accepted frames not yet in storage, per array, by storage index: the live view
         # serves them from memory.
         self._unwritten: list[dict[tuple[int, ...], np.ndarray]] = [{} for _ in layout.arrays]
@@ -275,7 +266,7 @@ class WriterPipeline:
                             if isinstance(item, _Flush):
                                 for index, assembler in levels.assemblers.items():
                                     await self._write_partial(index, assembler, writes)
-                                await self._wait_idle()
+                                await self._block_writes.wait_idle()
                                 item.done.set()
                                 continue
                             pyramid = await levels.downsample(item.storage_index, item.pixels)
@@ -291,7 +282,7 @@ class WriterPipeline:
                                 item.done.set()
                             else:
                                 self._release(item)
-                    await self._wait_idle()  # writes started without a task
+                    await self._block_writes.wait_idle()  # writes started without a task
         finally:
             self._running -= 1
             if self._running == 0:
@@ -378,53 +369,8 @@ class WriterPipeline:
                         self._release(frame)
                     return
                 self._extents[array_index] = new_extent
-        await self._inflight.acquire()
-        self._pending += 1
         ended = functools.partial(self._ended, array_index, origin, block, frame, frames, done)
-        try:
-            future = self.backend.start_write(array_index, origin, block)
-        except Exception as err:
-            ended(err)
-            return
-        if future is None:
-            writes.start_soon(self._write, array_index, origin, block, ended)
-            return
-        self._started.append((future, ended))
-        if not self._armed:
-            self._collect()
-
-    def _collect(self, _: object = None) -> None:
-        """End the started writes that are done, oldest first; watch the oldest left.
-
-        One callback watches only the oldest running write, so an engine thread runs
-        Python (and takes the GIL) once per batch of ended writes, not once per write.
-        """
-        started = self._started
-        while started:
-            future, ended = started[0]
-            if not future.done():
-                self._armed = True
-                hand_back(future, self._token, self._collect)
-                return
-            started.popleft()
-            ended(outcome(future))
-        self._armed = False
-
-    async def _write(
-        self,
-        array_index: int,
-        origin: tuple[int, ...],
-        block: np.ndarray,
-        ended: Callable[[BaseException | None], None],
-    ) -> None:
-        try:
-            await self.backend.write(array_index, origin, block)
-        except BaseException as err:  # a failure is recorded; a cancellation goes on
-            ended(err)
-            if not isinstance(err, Exception):
-                raise
-        else:
-            ended(None)
+        await self._block_writes.start(array_index, origin, block, writes, ended)
 
     def _ended(
         self,
@@ -452,20 +398,8 @@ class WriterPipeline:
             elif isinstance(error, Exception):
                 self.fail(error)
         finally:
-            self._inflight.release()
-            self._pending -= 1
-            if not self._pending:
-                self._idle.set()
             if frame is not None:
                 self._release(frame)
-
-    async def _wait_idle(self) -> None:
-        # Several writers (one per image) may wait at once: they share one event, renewed
-        # only once it has fired, so no waiter is left on an event nobody will set.
-        while self._pending:
-            if self._idle.is_set():
-                self._idle = anyio.Event()
-            await self._idle.wait()
 
 
 class Levels:
