@@ -56,6 +56,8 @@ _KINDS = {"time": "TIME", "channel": "CHANNEL", "space": "SPACE"}
 _CODECS = {"blosc-zstd": ("BLOSC_ZSTD", 3), "blosc-lz4": ("BLOSC_LZ4", 5)}
 #: what the feeding thread is given: array key, frame, the future resolved once appended
 _Job = tuple[str, np.ndarray, "Future[None] | None"]
+#: while frames wait for the feeding thread, it resolves their futures this many at once
+_RESOLVE_EVERY = 16
 
 
 def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimension:
@@ -199,8 +201,9 @@ class _Feeder:
 
     The loop only queues a frame (no task, no thread hand-off per frame or batch); the
     thread appends it (acquire-zarr copies it, with the GIL released) and resolves its
-    future, which the pipeline collects in order. After a failed append nothing more is
-    appended: that frame's future and every later one fail with the same error.
+    future, which the pipeline collects in order: at once when no other frame waits, else
+    in groups of :data:`_RESOLVE_EVERY`. After a failed append nothing more is appended:
+    that frame's future and every later one fail with the same error.
     """
 
     def __init__(self, stream: az.ZarrStream, root: Path) -> None:
@@ -223,6 +226,7 @@ class _Feeder:
 
     def _run(self) -> None:
         stream, jobs = self._stream, self._jobs
+        ended: list[tuple[Future[None], bool]] = []  # (future, appended), not yet resolved
         while (job := jobs.get()) is not None:
             key, frame, done = job
             if self.error is None:
@@ -231,10 +235,20 @@ class _Feeder:
                 except RuntimeError as err:  # acquire-zarr reports every failure this way
                     self.error = err
             if done is not None:
-                if self.error is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(self.failure())
+                ended.append((done, self.error is None))
+            # While more frames wait, resolve in groups: each group costs the loop one
+            # wake-up (the pipeline watches the oldest future), not one per frame.
+            if len(ended) >= _RESOLVE_EVERY or jobs.empty():
+                self._resolve(ended)
+        self._resolve(ended)
+
+    def _resolve(self, ended: list[tuple[Future[None], bool]]) -> None:
+        for done, appended in ended:
+            if appended:
+                done.set_result(None)
+            else:
+                done.set_exception(self.failure())
+        ended.clear()
 
     def stop(self) -> None:
         """Blocking: append everything queued, then end the thread."""
