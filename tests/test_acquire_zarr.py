@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -290,11 +291,49 @@ async def test_many_frames_in_flight_land_in_sequence(tmp_path: Path) -> None:
         skipped={0, 5, 6, 77, 149},
         opened=lambda s: inflight.append(s.max_inflight),
     )
-    assert inflight[0] > 1  # several frames are handed over per batch
+    assert inflight[0] > 1  # several frames queued for acquire-zarr at once
     expected = expected.reshape(75, 2, 24, 20)
     root = tmp_path / "s.ome.zarr"
     for p, name in enumerate(["A", "B"]):
         np.testing.assert_array_equal(read_both(root / name / "0"), expected[:, p])
+
+
+@pytest.mark.anyio
+async def test_reused_buffers_are_appended_before_they_are_reused(tmp_path: Path) -> None:
+    """A frame's buffer slot returns to the stream only once acquire-zarr has copied it.
+
+    Four frames of budget: the stream's copies cycle through a few slots hundreds of
+    times, so a frame released before its ``append`` ran would be overwritten by a later
+    one and read back wrong. Two positions, so the feeding thread interleaves arrays.
+    """
+    frame_bytes = 40 * 36 * 2
+    settings = on_acquire_zarr(
+        tmp_path / "r.ome.zarr",
+        [
+            Dimension(name="t", count=200, chunk_size=1, shard_size_chunks=16, type="time"),
+            Dimension(name="p", type="position", coords=["A", "B"]),
+            *dims_from_standard_axes({"y": 40, "x": 36}),
+        ],
+        max_buffer_bytes=4 * frame_bytes,
+    )
+    frames = make_frames(400, (40, 36))
+    buffer = np.empty((40, 36), "uint16")
+    async with open_stream(settings) as stream:
+        assert feeding_threads() == 1
+        for frame in frames:
+            buffer[...] = frame  # the camera's one buffer, copied by append
+            await stream.append(buffer)
+        buffer[...] = 0
+    root = tmp_path / "r.ome.zarr"
+    expected = frames.reshape(200, 2, 40, 36)
+    for p, name in enumerate(["A", "B"]):
+        np.testing.assert_array_equal(read_both(root / name / "0"), expected[:, p])
+    assert feeding_threads() == 0  # it ended with the stream
+
+
+def feeding_threads() -> int:
+    """The threads feeding acquire-zarr streams that are alive."""
+    return sum(t.name.startswith("ome-stream acquire-zarr") for t in threading.enumerate())
 
 
 @pytest.mark.anyio

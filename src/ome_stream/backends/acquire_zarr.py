@@ -1,13 +1,14 @@
 """OME-Zarr through acquire-zarr's native streaming writer (extra ``acquire-zarr``).
 
 acquire-zarr takes frames strictly in sequence and chunks, compresses and shards them in
-its own C++ threads. Writes arrive here concurrently (several frames in flight) and in
-any order; each is parked by its frame number and the frames that are next in sequence
-are handed to acquire-zarr in one batch, in a worker thread, one batch at a time: the
-event loop never blocks, the native stream never sees concurrent calls, and a frame
-costs one ``append`` call plus its share of one thread hand-off. The NGFF group
-documents are ours (the same as the other zarr backends): acquire-zarr writes bare
-arrays.
+its own C++ threads. One thread of ours feeds it: the event loop queues each frame (no
+task and no thread hand-off per frame) and the thread calls ``append``, which copies the
+frame into acquire-zarr's frame queue with the GIL released, then resolves the frame's
+future; the pipeline collects those futures in order, one wake-up for many (see
+:meth:`~ome_stream.backends.base.Backend.start_write`). The native stream never sees
+concurrent calls and the loop never blocks. A frame that arrives before its predecessors
+is parked by its number until they have been queued. The NGFF group documents are ours
+(the same as the other zarr backends): acquire-zarr writes bare arrays.
 
 acquire-zarr only appends, in the order its dimensions are declared; it transposes to
 another storage order itself (``storage_dimension_order``), as long as the first
@@ -27,6 +28,9 @@ raises rather than pretend; see docs/reliability.md.
 from __future__ import annotations
 
 import json
+import queue
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +39,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from ome_stream.backends._futures import wait_future
 from ome_stream.backends.base import Backend
 from ome_stream.errors import WriterError
 from ome_stream.metadata.ngff import group_documents
@@ -49,6 +54,10 @@ __all__ = ["AcquireZarrBackend", "frames_held", "native_memory_estimate"]
 _KINDS = {"time": "TIME", "channel": "CHANNEL", "space": "SPACE"}
 # The peers' codec settings (ome-writers 0.3.2): zstd at level 3, lz4 at level 5.
 _CODECS = {"blosc-zstd": ("BLOSC_ZSTD", 3), "blosc-lz4": ("BLOSC_LZ4", 5)}
+#: what the feeding thread is given: array key, frame, the future resolved once appended
+_Job = tuple[str, np.ndarray, "Future[None] | None"]
+#: while frames wait for the feeding thread, it resolves their futures this many at once
+_RESOLVE_EVERY = 16
 
 
 def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimension:
@@ -187,10 +196,70 @@ def native_memory_estimate(layout: Layout) -> int:
     return int(_stream_settings(layout).get_maximum_memory_usage())
 
 
-class AcquireZarrBackend(Backend):
-    """Streams every position's frames into acquire-zarr, in sequence, in batches."""
+class _Feeder:
+    """The one thread that appends to the native stream, in the order it is given frames.
 
-    max_inflight = 32  # frames parked here wait for their predecessors, then go in a batch
+    The loop only queues a frame (no task, no thread hand-off per frame or batch); the
+    thread appends it (acquire-zarr copies it, with the GIL released) and resolves its
+    future, which the pipeline collects in order: at once when no other frame waits, else
+    in groups of :data:`_RESOLVE_EVERY`. After a failed append nothing more is appended:
+    that frame's future and every later one fail with the same error.
+    """
+
+    def __init__(self, stream: az.ZarrStream, root: Path) -> None:
+        self._stream = stream
+        self._root = root
+        self.error: RuntimeError | None = None
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name=f"ome-stream acquire-zarr {root.name}", daemon=True
+        )
+        self._thread.start()
+
+    def append(self, key: str, frame: np.ndarray, done: Future[None] | None) -> None:
+        """Queue ``frame`` for array ``key``; ``done`` resolves once it is appended."""
+        self._jobs.put((key, frame, done))
+
+    def failure(self) -> WriterError:
+        """The error every frame after a failed append fails with."""
+        return WriterError(f"acquire-zarr failed writing {str(self._root)!r}: {self.error}")
+
+    def _run(self) -> None:
+        stream, jobs = self._stream, self._jobs
+        ended: list[tuple[Future[None], bool]] = []  # (future, appended), not yet resolved
+        while (job := jobs.get()) is not None:
+            key, frame, done = job
+            if self.error is None:
+                try:
+                    stream.append(frame, key=key)
+                except RuntimeError as err:  # acquire-zarr reports every failure this way
+                    self.error = err
+            if done is not None:
+                ended.append((done, self.error is None))
+            # While more frames wait, resolve in groups: each group costs the loop one
+            # wake-up (the pipeline watches the oldest future), not one per frame.
+            if len(ended) >= _RESOLVE_EVERY or jobs.empty():
+                self._resolve(ended)
+        self._resolve(ended)
+
+    def _resolve(self, ended: list[tuple[Future[None], bool]]) -> None:
+        for done, appended in ended:
+            if appended:
+                done.set_result(None)
+            else:
+                done.set_exception(self.failure())
+        ended.clear()
+
+    def stop(self) -> None:
+        """Blocking: append everything queued, then end the thread."""
+        self._jobs.put(None)
+        self._thread.join()
+
+
+class AcquireZarrBackend(Backend):
+    """Streams every position's frames into acquire-zarr, in sequence, from one thread."""
+
+    max_inflight = 32  # frames queued for (or parked before) the feeding thread
     frame_blocks = True
 
     def __init__(self, layout: Layout) -> None:
@@ -200,19 +269,19 @@ class AcquireZarrBackend(Backend):
         self._axes = axes[:-2]
         self._root = Path(layout.settings.output_path)
         self._stream: az.ZarrStream | None = None
+        self._feeder: _Feeder | None = None
         self._keys = [a.array_path for a in layout.arrays]
         self._taken = [0] * len(layout.arrays)  # per array: the next frame to hand over
-        # frames that arrived before their predecessors (None: skipped, written as zeros)
-        self._parked: list[dict[int, np.ndarray | None]] = [{} for _ in layout.arrays]
+        # per array, by frame number: frames that arrived before their predecessors, with
+        # the future of their write (frame None: skipped, appended as zeros)
+        self._parked: list[dict[int, tuple[np.ndarray | None, Future[None] | None]]] = [
+            {} for _ in layout.arrays
+        ]
         self._zeros = np.zeros(layout.frame_shape, layout.dtype)
-        # per array, by frame number: set once the frame is in acquire-zarr's hands
-        self._done: list[dict[int, anyio.Event]] = [{} for _ in layout.arrays]
-        self._running = False  # a write is handing batches over
-        self._native_error: BaseException | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        """Start the native stream and write the empty dataset's group documents.
+        """Start the native stream and its feeding thread; write the group documents.
 
         A failure (or a cancellation) here closes whatever was started: no native
         thread outlives a stream that did not open.
@@ -222,6 +291,7 @@ class AcquireZarrBackend(Backend):
         def start() -> None:
             # assigned in the thread, so a cancelled open still sees (and closes) it
             self._stream = az.ZarrStream(settings)
+            self._feeder = _Feeder(self._stream, self._root)
 
         try:
             try:
@@ -243,7 +313,14 @@ class AcquireZarrBackend(Backend):
 
         await anyio.to_thread.run_sync(place)
 
+    async def _stop_feeder(self) -> None:
+        """Let the feeding thread append what it was given, then end it."""
+        feeder, self._feeder = self._feeder, None
+        if feeder is not None:
+            await anyio.to_thread.run_sync(feeder.stop)
+
     async def _close_native(self) -> None:
+        await self._stop_feeder()
         stream, self._stream = self._stream, None
         if stream is not None:
             try:
@@ -254,58 +331,24 @@ class AcquireZarrBackend(Backend):
                 ) from err
 
     # ------------------------------------------------------------------ frames
-    def _ready_batch(self) -> list[tuple[int, int, np.ndarray]]:
-        """Take every parked frame that is next in sequence, per array (loop thread)."""
-        batch = []
-        for index, parked in enumerate(self._parked):
-            number = self._taken[index]
-            while number in parked:
-                frame = parked.pop(number)
-                batch.append((index, number, self._zeros if frame is None else frame))
-                number += 1
-            self._taken[index] = number
-        return batch
+    def _live_feeder(self) -> _Feeder:
+        feeder = self._feeder
+        if feeder is None:
+            raise WriterError(f"the acquire-zarr stream of {str(self._root)!r} is closed")
+        if feeder.error is not None:
+            raise feeder.failure() from feeder.error
+        return feeder
 
-    def _append_all(self, batch: list[tuple[int, int, np.ndarray]]) -> None:
-        """Worker thread: hand ``batch`` to acquire-zarr, in order (it copies each frame)."""
-        stream = self._stream
-        assert stream is not None
-        for index, _, frame in batch:
-            stream.append(frame, key=self._keys[index])
-
-    async def _drive(self) -> None:
-        """Hand over batches until no parked frame is next in sequence; one driver at a time.
-
-        Each write waits on its own event, set when its batch is in acquire-zarr's hands.
-        """
-        if self._running:
-            return
-        self._running = True
-        try:
-            while batch := self._ready_batch():
-                try:
-                    await anyio.to_thread.run_sync(self._append_all, batch)
-                except RuntimeError as err:
-                    self._native_error = err
-                finally:  # also when cancelled: the thread has finished the batch
-                    for index, number, _ in batch:
-                        event = self._done[index].pop(number, None)
-                        if event is not None:
-                            event.set()
-                if self._native_error is not None:
-                    for waiting in self._done:
-                        for event in waiting.values():
-                            event.set()
-                        waiting.clear()
-                    return
-        finally:
-            self._running = False
-
-    def _raise_if_failed(self) -> None:
-        if self._native_error is not None:
-            raise WriterError(
-                f"acquire-zarr failed writing {str(self._root)!r}: {self._native_error}"
-            ) from self._native_error
+    def _hand_over(self, array_index: int) -> None:
+        """Queue every parked frame of the array that is next in sequence (loop thread)."""
+        feeder = self._live_feeder()
+        parked, key = self._parked[array_index], self._keys[array_index]
+        number = self._taken[array_index]
+        while number in parked:
+            frame, done = parked.pop(number)
+            feeder.append(key, self._zeros if frame is None else frame, done)
+            number += 1
+        self._taken[array_index] = number
 
     def _number(self, array_index: int, index: tuple[int, ...]) -> int:
         """The frame at storage ``index``'s place in the acquisition: when it is appended.
@@ -319,32 +362,37 @@ class AcquireZarrBackend(Backend):
             number = number * shape[axis] + index[axis]
         return number
 
-    async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
-        """Append one frame once every frame before it has been appended.
+    def start_write(
+        self, array_index: int, origin: tuple[int, ...], block: np.ndarray
+    ) -> Future[None]:
+        """Queue one frame for the feeding thread; its future resolves once appended.
 
-        When frames wait for their predecessors in storage order (an order that moves
-        the first dimension), the frame is copied and parked and the write returns; the
-        copies are bounded by the check at construction.
+        A frame that arrives before its predecessors waits here, uncopied, with its
+        future. When frames wait for their predecessors in storage order (an order that
+        moves the first dimension), the frame is copied and its future is resolved at
+        once; the copies are bounded by the check at construction.
         """
-        self._raise_if_failed()
+        self._live_feeder()
         self.layout.contrast.observe(array_index, origin, block)
         number = self._number(array_index, origin)
         frame = block.reshape(block.shape[-2:])
+        done: Future[None] = Future()
         if self._hold:
-            self._parked[array_index][number] = np.array(frame, order="C", copy=True)
-            await self._drive()
-            self._raise_if_failed()
-            return
-        self._parked[array_index][number] = np.ascontiguousarray(frame)
-        done = self._done[array_index][number] = anyio.Event()
-        await self._drive()
-        await done.wait()
-        self._raise_if_failed()
+            self._parked[array_index][number] = (np.array(frame, order="C", copy=True), None)
+            done.set_result(None)
+        else:
+            self._parked[array_index][number] = (np.ascontiguousarray(frame), done)
+        self._hand_over(array_index)
+        return done
+
+    async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
+        """Append one frame once every frame before it has been appended."""
+        await wait_future(self.start_write(array_index, origin, block))
 
     async def skip(self, array_index: int, index: tuple[int, ...]) -> None:
         """A skipped frame is appended as zeros, in its place in the sequence."""
-        self._parked[array_index][self._number(array_index, index)] = None
-        await self._drive()  # frames after it may be parked, waiting for it
+        self._parked[array_index][self._number(array_index, index)] = (None, None)
+        self._hand_over(array_index)  # frames after it may be parked, waiting for it
 
     async def resize(self, array_index: int, first_extent: int) -> None:
         """acquire-zarr grows its unbounded axis itself."""
@@ -371,9 +419,12 @@ class AcquireZarrBackend(Backend):
             total = int(np.prod(shape[:-2], dtype=np.int64))
             parked = self._parked[array_index]
             for number in range(self._taken[array_index], total):
-                parked.setdefault(number, None)
-        await self._drive()
-        self._raise_if_failed()
+                parked.setdefault(number, (None, None))
+            self._hand_over(array_index)
+        feeder = self._live_feeder()
+        await self._stop_feeder()  # every frame given to it is appended
+        if feeder.error is not None:
+            raise feeder.failure() from feeder.error
         await self._close_native()
         await self._write_groups(group_documents(self.layout, record))
 
