@@ -98,3 +98,26 @@ async def test_large_frames_with_skips_and_a_reordering_storage_order(tmp_path: 
     np.testing.assert_array_equal(
         data.reshape(2, 3, *shape), expected.reshape(3, 2, *shape).transpose(1, 0, 2, 3)
     )
+
+
+@pytest.mark.anyio
+async def test_a_tifffile_writing_empty_pages_otherwise_still_gets_the_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct path takes the place of the one zero byte tifffile writes at the end of
+    an empty page's data. A tifffile that writes those zeros otherwise (here: all of them
+    at once) must still get every frame's pixels, at the page's data, in the kill-safe
+    order."""
+
+    def write_all_zeros(self: tifffile.FileHandle, size: int, /) -> int:
+        return self.write(b"\0" * size) if size > 0 else 0
+
+    monkeypatch.setattr(tifffile.FileHandle, "write_empty", write_all_zeros)
+    shape = (1024, 2048)
+    frames = make_frames(4, shape, seed=3)
+    target = tmp_path / "other.ome.tiff"
+    async with open_stream(series(target, 4, shape)) as stream:
+        for frame in frames:
+            await stream.append(frame)
+    data, _ = read_back(target)
+    np.testing.assert_array_equal(data, frames)

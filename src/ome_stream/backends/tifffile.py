@@ -193,6 +193,17 @@ class _FullWrites(io.FileIO):
         pixels.release()
         self._pixels = None
 
+    def write_at(self, offset: int, frame: np.ndarray) -> None:
+        """Write ``frame``'s bytes (native order, C order) at ``offset``, buffered."""
+        data = np.ascontiguousarray(frame, frame.dtype.newbyteorder("="))
+        with data.data.cast("B") as view:
+            done = 0
+            while done < len(view):
+                written = os.pwrite(self.fileno(), view[done:], offset + done)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
+                done += written
+
     def hold_link(self, offset: int) -> None:
         """Keep back the next write at ``offset`` (the chain's link) until :meth:`link`."""
         self._link_at, self._link = offset, None
@@ -468,7 +479,12 @@ class _FileWriter:
             finally:
                 placed = file.pixels_placed()
             if direct and not placed:
-                raise RuntimeError(f"{self.path}: page {self.pages_written} got no pixel data")
+                # this tifffile wrote the empty page otherwise than with the one closing
+                # byte the frame takes the place of: write the frame where its data is
+                offset = getattr(self._writer, "_dataoffset", None)
+                if not isinstance(offset, int):
+                    raise RuntimeError(f"{self.path}: page {self.pages_written} got no pixels")
+                file.write_at(offset, frame)
             self._writer.filehandle.flush()
         self.pages_written += 1
 
