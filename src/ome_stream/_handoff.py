@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from anyio.from_thread import BlockingPortal
     from anyio.lowlevel import EventLoopToken
 
+    from ome_stream._pipeline import WriterPipeline
     from ome_stream.stream import AsyncOMEStream
 
 __all__ = ["HANDOFF_BYTES", "HandOff"]
@@ -76,10 +77,18 @@ class HandOff:
         self._feeder: Future[None] = portal.start_task(self._feed)[0]
 
     # ------------------------------------------------------------ callers' threads
-    def put(self, pixels: np.ndarray, extra: dict[str, Any] | None, copy: bool) -> None:
-        """Queue a checked frame, or wait for room on the loop. Never on the loop."""
+    def put(
+        self,
+        pipeline: WriterPipeline,
+        pixels: np.ndarray,
+        extra: dict[str, Any] | None,
+        copy: bool,
+    ) -> None:
+        """Queue a frame checked for the open ``pipeline``, or wait for room on the loop.
+
+        Never on the loop.
+        """
         stream = self._stream
-        pipeline = stream._running()  # closed or failed: the stream's own error
         if copy:
             pixels = pipeline.slot_copy(pixels)
         budget = pipeline.budget
@@ -97,16 +106,14 @@ class HandOff:
                 self._queue.append((pixels, extra, copy))
                 self._held += 1
                 self._sent += 1
-                wake = self._idle
-                self._idle = False
-                event = self._wake
+                wake = self._take_wake()
         if not room:  # the buffer is full: wait on the loop, as the async append does
             self.settle()
             self._portal.call(stream._accept, pixels, extra, False, copy)
             with self._lock:
                 self._sent = stream._next_frame
-        elif wake:
-            call_soon(self._token, event.set)
+        elif wake is not None:
+            call_soon(self._token, wake.set)
 
     def settle(self, timeout: float | None = None) -> bool:
         """Wait until every queued frame is accepted (False: not within ``timeout``).
@@ -128,18 +135,23 @@ class HandOff:
         """
         with self._lock:
             self._stopping = True
-            wake = self._idle
-            self._idle = False
-            event = self._wake
+            wake = self._take_wake()
             self._lock.notify_all()
-        if wake:
-            call_soon(self._token, event.set)
+        if wake is not None:
+            call_soon(self._token, wake.set)
         try:
             self._feeder.result(timeout)
         except FutureTimeout:
             raise  # frames still wait for room: the caller decides
         except Exception as err:  # recorded already; closing must go on
             logger.error("the hand-off ended with %r", err)
+
+    def _take_wake(self) -> anyio.Event | None:
+        """Under the lock: the event that wakes the idle feeder (None: it is not idle)."""
+        if not self._idle:
+            return None
+        self._idle = False
+        return self._wake
 
     def _raise_if_failed(self) -> None:
         if self._stopping:

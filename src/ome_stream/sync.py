@@ -255,9 +255,9 @@ class OMEStream:
             )
             return
         # checked (the same errors, at once) and copied here, accepted on the loop
-        self._async._running()
+        pipeline = self._async._running()  # closed or failed: that error first
         pixels, extra = check_frame(self._async.layout, frame, metadata, frame_metadata)
-        self._handoff.put(pixels, extra, copy)
+        self._handoff.put(pipeline, pixels, extra, copy)
 
     def append_nowait(
         self,

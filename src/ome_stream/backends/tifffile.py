@@ -174,22 +174,21 @@ class _FullWrites(io.FileIO):
         pixels = self._pixels
         at = end - len(pixels)
         done = 0
-        while done < len(pixels):
+        while self._direct is not None and done < len(pixels) and done % DIRECT_ALIGN == 0:
             with pixels[done:] as rest:
-                if self._direct is not None and done % DIRECT_ALIGN == 0:
-                    try:
-                        written = os.pwrite(self._direct, rest, at + done)
-                    except OSError as err:
-                        if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-                            raise
-                        os.close(self._direct)  # the file system refuses direct writes
-                        self._direct = None
-                        continue
-                else:
-                    written = os.pwrite(self.fileno(), rest, at + done)
+                try:
+                    written = os.pwrite(self._direct, rest, at + done)
+                except OSError as err:
+                    if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    os.close(self._direct)  # the file system refuses direct writes
+                    self._direct = None
+                    break
             if not written:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
             done += written
+        with pixels[done:] as rest:  # what direct writes did not take, buffered
+            self._pwrite_all(rest, at + done)
         pixels.release()
         self._pixels = None
 
@@ -197,12 +196,15 @@ class _FullWrites(io.FileIO):
         """Write ``frame``'s bytes (native order, C order) at ``offset``, buffered."""
         data = np.ascontiguousarray(frame, frame.dtype.newbyteorder("="))
         with data.data.cast("B") as view:
-            done = 0
-            while done < len(view):
-                written = os.pwrite(self.fileno(), view[done:], offset + done)
-                if not written:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
-                done += written
+            self._pwrite_all(view, offset)
+
+    def _pwrite_all(self, data: memoryview, offset: int) -> None:
+        done = 0
+        while done < len(data):
+            written = os.pwrite(self.fileno(), data[done:], offset + done)
+            if not written:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
+            done += written
 
     def hold_link(self, offset: int) -> None:
         """Keep back the next write at ``offset`` (the chain's link) until :meth:`link`."""
