@@ -16,6 +16,7 @@ import anyio.to_thread
 import tensorstore as ts
 
 from ome_stream.backends._futures import wait_future
+from ome_stream.backends._writeback import WriteBack
 from ome_stream.backends.base import Backend, WriteFuture
 from ome_stream.metadata.ngff import group_documents
 
@@ -244,6 +245,7 @@ class TensorStoreBackend(Backend):
         self._arrays: list[ts.TensorStore] = []
         self._kv: ts.KvStore | None = None
         self._timeout = request_timeout(settings.output_path, settings.storage_options)
+        self._writeback = WriteBack.for_layout(layout)
 
     async def _wait(self, future: Any, what: str) -> Any:
         return await wait_bounded(future, self._timeout, what)
@@ -279,11 +281,14 @@ class TensorStoreBackend(Backend):
         region = tuple(slice(o, o + n) for o, n in zip(origin, block.shape, strict=False))
         # The stream keeps ``block`` unmodified until the write has ended and the context
         # has no cache, so tensorstore may use the data in place: no copy on the loop.
-        return (
+        commit: Any = (
             self._arrays[array_index][region]
             .write(block, can_reference_source_data_indefinitely=True)
             .commit
         )
+        if self._writeback is not None:  # large local objects: to the disk once committed
+            self._writeback.when_stored(commit, array_index, origin, block.shape)
+        return commit
 
     async def write(self, array_index: int, origin: tuple[int, ...], block: np.ndarray) -> None:
         """Write one whole block and wait until it is committed to storage."""
@@ -353,6 +358,11 @@ class TensorStoreBackend(Backend):
     async def rewrite_metadata(self, record: AcquisitionRecord) -> None:
         """Write every group document from ``record``."""
         await self._write_groups(group_documents(self.layout, record))
+
+    async def aclose(self) -> None:
+        """End the write-back thread (it starts what it was given, then ends)."""
+        if self._writeback is not None:
+            self._writeback.close()
 
 
 BACKEND = TensorStoreBackend

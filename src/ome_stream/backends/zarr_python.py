@@ -23,6 +23,7 @@ import zarr
 from zarr.api.asynchronous import create_array
 from zarr.core.buffer import default_buffer_prototype
 
+from ome_stream.backends._writeback import WriteBack
 from ome_stream.backends.base import Backend, WriteFuture
 from ome_stream.backends.tensorstore import (
     S3_MAX_RETRIES,
@@ -139,6 +140,7 @@ class ZarrPythonBackend(Backend):
         self._timeout = request_timeout(settings.output_path, settings.storage_options)
         self._loop: _LoopThread | None = None  # started by open, stopped by aclose
         self._arrays: list[Any] = []
+        self._writeback = WriteBack.for_layout(layout)
 
     async def _run(self, coroutine: Coroutine[Any, Any, _T], what: str) -> _T:
         assert self._loop is not None
@@ -203,7 +205,10 @@ class ZarrPythonBackend(Backend):
         if self._timeout is not None or self._loop is None or overridden:
             return None
         coroutine = self._setitem(array_index, origin, block)
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop.loop)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop.loop)
+        if self._writeback is not None:  # large local objects: to the disk once stored
+            self._writeback.when_stored(future, array_index, origin, block.shape)
+        return future
 
     async def read_frame(self, array_index: int, index: tuple[int, ...]) -> np.ndarray:
         """Read one frame back from storage."""
@@ -246,7 +251,9 @@ class ZarrPythonBackend(Backend):
         await anyio.to_thread.run_sync(asyncio.run, self._write_groups(docs))
 
     async def aclose(self) -> None:
-        """Stop the private event loop (idempotent)."""
+        """Stop the private event loop and the write-back thread (idempotent)."""
+        if self._writeback is not None:
+            self._writeback.close()
         loop, self._loop = self._loop, None
         if loop is not None:
             await anyio.to_thread.run_sync(loop.stop)
