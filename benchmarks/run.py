@@ -24,8 +24,10 @@ Fairness:
   separate virtualenv (``--peer-python``, built on first use as ``/tmp/bench-ow-venv``
   with ``pip install ome-writers[all]==0.3.2``), never installed next to ome-stream.
 - The table shows medians with min-max over the runs; the ratios below it are computed
-  from the medians of this run only. Writers that are not installed are skipped with a
-  note.
+  from the medians of this run only, and in brackets is the range of the same ratio
+  taken batch by batch (two writers a few seconds apart): where that range straddles a
+  target, this run does not decide it. Writers that are not installed are skipped with
+  a note.
 """
 
 from __future__ import annotations
@@ -240,9 +242,33 @@ def table(rows: list[dict[str, Any]], disk: dict[str, Any] | None) -> str:
     return "\n".join(lines)
 
 
-def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_ratios(results: list[dict[str, Any]], case: str, a: str, b: str) -> list[float]:
+    """Speed of writer ``a`` over ``b`` in each run of ``case`` where both succeeded.
+
+    The k-th result of a writer on a case comes from the k-th batch (every batch runs
+    every writer once), so each ratio compares two writers a few seconds apart.
+    """
+
+    def speeds(writer: str) -> list[float | None]:
+        return [
+            r.get("gb_per_s") if "error" not in r else None
+            for r in results
+            if r["case"] == case and r["writer"] == writer
+        ]
+
+    return [x / y for x, y in zip(speeds(a), speeds(b), strict=False) if x and y]
+
+
+def ratios(
+    rows: list[dict[str, Any]], results: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Per case, from medians of this run: ours (best async) vs the best peer, the sync
-    facade vs the async core on the same backend, our acquire-zarr vs acquire-zarr alone."""
+    facade vs the async core on the same backend, our acquire-zarr vs acquire-zarr alone.
+
+    With ``results`` (every run), each ratio also carries the range of the same ratio
+    taken run by run (``spread``: min, max), which says how far the run-to-run swing of
+    this machine leaves the median ratio undecided.
+    """
     by_case: dict[str, dict[str, float]] = defaultdict(dict)
     for row in rows:
         if "error" not in row and row["writer"] != "disk":
@@ -254,24 +280,39 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             found = [(w, v) for w, v in speeds.items() if w.startswith(family + "/")]
             return max(found, key=lambda item: item[1]) if found else None
 
+        def spread(a: str, b: str, case: str = case) -> list[float] | None:
+            found = run_ratios(results, case, a, b) if results else []
+            return [min(found), max(found)] if found else None
+
         ours, peer = best("ome-stream"), best("ome-writers")
-        entry: dict[str, Any] = {"case": case}
+        entry: dict[str, Any] = {"case": case, "spread": {}}
         if ours and peer:
             entry["ours_vs_peer"] = {"ours": ours[0], "peer": peer[0], "ratio": ours[1] / peer[1]}
+            entry["spread"]["ours_vs_peer"] = spread(ours[0], peer[0])
         for writer, speed in speeds.items():
             if writer.startswith("sync/") and f"ome-stream/{writer[5:]}" in speeds:
                 entry.setdefault("sync_vs_async", {})[writer[5:]] = (
                     speed / speeds[f"ome-stream/{writer[5:]}"]
                 )
+                entry["spread"][f"sync/{writer[5:]}"] = spread(writer, f"ome-stream/{writer[5:]}")
         if "ome-stream/acquire-zarr" in speeds and "raw/acquire-zarr" in speeds:
             entry["acquire_zarr_vs_direct"] = (
                 speeds["ome-stream/acquire-zarr"] / speeds["raw/acquire-zarr"]
+            )
+            entry["spread"]["acquire_zarr_vs_direct"] = spread(
+                "ome-stream/acquire-zarr", "raw/acquire-zarr"
             )
         out.append(entry)
     return out
 
 
+def _range(entry: dict[str, Any], key: str) -> str:
+    found = entry.get("spread", {}).get(key)
+    return f" [{found[0]:.2f}-{found[1]:.2f}]" if found else ""
+
+
 def ratio_table(entries: list[dict[str, Any]]) -> str:
+    """The ratios of medians; in brackets, the range of the same ratio run by run."""
     lines = [
         "| case | ours best / best peer | sync / async (same backend) | "
         "our acquire-zarr / acquire-zarr alone |",
@@ -279,10 +320,22 @@ def ratio_table(entries: list[dict[str, Any]]) -> str:
     ]
     for e in entries:
         vs = e.get("ours_vs_peer")
-        first = f"{vs['ratio']:.2f}x ({vs['ours'].split('/')[1]} vs {vs['peer']})" if vs else "-"
-        sync = ", ".join(f"{b} {r:.2f}x" for b, r in e.get("sync_vs_async", {}).items()) or "-"
+        first = (
+            f"{vs['ratio']:.2f}x{_range(e, 'ours_vs_peer')} "
+            f"({vs['ours'].split('/')[1]} vs {vs['peer']})"
+            if vs
+            else "-"
+        )
+        sync = (
+            ", ".join(
+                f"{b} {r:.2f}x{_range(e, f'sync/{b}')}"
+                for b, r in e.get("sync_vs_async", {}).items()
+            )
+            or "-"
+        )
         az = e.get("acquire_zarr_vs_direct")
-        lines.append(f"| {e['case']} | {first} | {sync} | {f'{az:.2f}x' if az else '-'} |")
+        third = f"{az:.2f}x{_range(e, 'acquire_zarr_vs_direct')}" if az else "-"
+        lines.append(f"| {e['case']} | {first} | {sync} | {third} |")
     return "\n".join(lines)
 
 
@@ -308,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
         print(table([r for r in rows if r["writer"] != "disk"], disk))
         print()
-        print(ratio_table(ratios(rows)))
+        print(ratio_table(ratios(rows, done)))
         return 0
     cases = QUICK if args.quick else FULL
     runs = args.runs or (1 if args.quick else 3)
@@ -358,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             out.rmdir()
     rows = summarize(results)
     disk = next((r for r in rows if r["writer"] == "disk" and "error" not in r), None)
-    entries = ratios(rows)
+    entries = ratios(rows, results)
     machine = {
         "cores": os.cpu_count(),
         "runs": runs,

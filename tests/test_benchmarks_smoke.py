@@ -54,7 +54,14 @@ def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     assert stale not in lines  # this run's results only
     assert len([r for r in lines if r["writer"] == "ome-stream/tensorstore"]) == 2
     ratios = {e["case"]: e for e in json.loads(out.read_text())["ratios"]}
-    assert ratios["A"]["sync_vs_async"]["tensorstore"] > 0
+    median = ratios["A"]["sync_vs_async"]["tensorstore"]
+    low, high = ratios["A"]["spread"]["sync/tensorstore"]  # the same ratio, run by run
+    assert 0 < low <= median <= high
+    by_run = [
+        [r["gb_per_s"] for r in lines if r["case"] == "A" and r["writer"] == w]
+        for w in ("sync/tensorstore", "ome-stream/tensorstore")
+    ]
+    assert [low, high] == sorted(s / a for s, a in zip(*by_run, strict=True))
     assert "| A | - | tensorstore" in result.stdout  # the same-run ratio table
     assert not list((tmp_path / "scratch").iterdir())  # outputs are cleaned up
 
