@@ -187,7 +187,10 @@ class HandOff:
             finally:
                 with lock:
                     self._held -= 1
-                    lock.notify_all()
+                    # callers waiting for room are woken once half the queue is free, not
+                    # once per frame: one wake-up of theirs per many frames accepted
+                    if self._held <= self._capacity // 2 or self._failure is not None:
+                        lock.notify_all()
 
     def _fail(self, error: BaseException) -> None:
         with self._lock:

@@ -1,16 +1,16 @@
-"""Start writing large local files to disk as soon as they are stored (Linux).
+"""Start writing stored zarr objects to the disk at once, instead of at the end (Linux).
 
 The kernel keeps freshly written files dirty in its page cache until its thresholds (a
 tenth of memory) or a sync: a stream's disk idles while frames arrive, and the whole
-dataset is flushed when the acquisition ends. For large objects (shards of many frames)
-one thread of the backend asks the kernel, object by object, to start writing each file
-out as soon as it is stored (``sync_file_range(SYNC_FILE_RANGE_WRITE)``: it starts the
-write-back and does not wait for it). Durability does not change (the kernel's, as
-before; docs/reliability.md): the data reaches the disk sooner.
+dataset is flushed when the acquisition ends. Here one thread of the backend asks the
+kernel, object by object, to start writing each file out as soon as it is stored
+(``sync_file_range(SYNC_FILE_RANGE_WRITE)``: it starts the write-back and does not wait
+for it). Durability does not change (the kernel's, as before; docs/reliability.md): the
+data reaches the disk sooner, and a final sync has little left to do.
 
-Objects under :data:`MIN_BYTES` are left to the kernel's own batching: starting one
-write-back per small chunk was slower or undecided (docs/performance.md). Elsewhere than
-Linux, and for object storage, nothing is started.
+Objects under :data:`MIN_BYTES` are left to the kernel's own batching: one write-back
+per 128 KiB chunk cost more than it saved, from 512 KiB on it paid (docs/performance.md).
+Elsewhere than Linux, and for object storage, nothing is started.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["MIN_BYTES", "WriteBack"]
 
 #: Objects (shards, else chunks) at least this large, uncompressed, are written out early.
-MIN_BYTES = 4 * 1024 * 1024
+MIN_BYTES = 512 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -55,7 +55,7 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 class WriteBack:
-    """Starts the write-back of a zarr dataset's large local objects, once each is stored.
+    """Starts the write-back of a zarr dataset's local objects, once each is stored.
 
     ``WriteBack.for_layout`` returns None when nothing would be started (object storage,
     objects under :data:`MIN_BYTES`, no ``sync_file_range``). :meth:`when_stored` may be called
@@ -87,7 +87,7 @@ class WriteBack:
     def _files(
         self, array_index: int, origin: tuple[int, ...], shape: tuple[int, ...]
     ) -> list[str]:
-        """The files of the large objects a block covers (none: too small to start early).
+        """The files of the objects a block covers (none: too small to start early).
 
         ``origin`` gives the block's place along the leading axes (the frame axes start
         at 0); the files are the objects' zarr v3 default keys (``c/<i>/<j>/...``).
@@ -110,7 +110,7 @@ class WriteBack:
         origin: tuple[int, ...],
         shape: tuple[int, ...],
     ) -> None:
-        """Start writing out the block's large objects once ``future`` has succeeded."""
+        """Start writing out the block's objects once ``future`` has succeeded."""
         if files := self._files(array_index, origin, shape):
             future.add_done_callback(
                 lambda done: self._stored(files if outcome(done) is None else [])

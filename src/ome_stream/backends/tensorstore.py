@@ -286,7 +286,7 @@ class TensorStoreBackend(Backend):
             .write(block, can_reference_source_data_indefinitely=True)
             .commit
         )
-        if self._writeback is not None:  # large local objects: to the disk once committed
+        if self._writeback is not None:  # local objects: to the disk once committed
             self._writeback.when_stored(commit, array_index, origin, block.shape)
         return commit
 

@@ -206,7 +206,7 @@ class ZarrPythonBackend(Backend):
             return None
         coroutine = self._setitem(array_index, origin, block)
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop.loop)
-        if self._writeback is not None:  # large local objects: to the disk once stored
+        if self._writeback is not None:  # local objects: to the disk once stored
             self._writeback.when_stored(future, array_index, origin, block.shape)
         return future
 
