@@ -1,4 +1,5 @@
-"""Zarr objects of 512 KiB and more go to the kernel's write-back as soon as they are stored.
+"""Stored data goes to the kernel's write-back at once: zarr objects of 512 KiB and more,
+and OME-TIFF pages written through the page cache, every 512 KiB.
 
 The write-back is a hint (``sync_file_range``): what a test can check is that every
 object of the dataset was opened and handed over (a wrong path is not opened and is not
@@ -15,10 +16,13 @@ import anyio
 import numpy as np
 import pytest
 import tensorstore as ts
+import tifffile
 import zarr
 
 from ome_stream import AcquisitionSettings, Dimension, open_stream
+from _settings import series
 from ome_stream.backends._writeback import MIN_BYTES, WriteBack
+from ome_stream.backends.tifffile import _FileWriter
 from ome_stream.layout import Layout
 
 pytestmark = pytest.mark.skipif(
@@ -113,3 +117,36 @@ def test_an_object_gone_from_disk_is_passed_over(tmp_path: Path) -> None:
     writeback.close()
     wait_ended(writeback)
     assert writeback.started == 1
+
+
+@pytest.mark.parametrize(("compression", "frame"), [("zstd", (512, 512)), (None, (64, 64))])
+def test_buffered_tiff_pages_are_written_out_as_they_come(
+    tmp_path: Path, compression: str | None, frame: tuple[int, int]
+) -> None:
+    """Compressed pages, and frames too small for direct writes, go through the page
+    cache; the file hands what it has to the kernel's write-back every 512 KiB."""
+    target = tmp_path / f"{compression}.ome.tiff"
+    count = 2 * MIN_BYTES // (frame[0] * frame[1] * 2) + 3  # about a MiB of pixels
+    data = np.random.default_rng(5).integers(0, 4096, (count, *frame), dtype=np.uint16)
+    handed: list[int] = []
+    write_out = _FileWriter._write_page
+
+    def watched(writer: _FileWriter, page: np.ndarray | None) -> None:
+        write_out(writer, page)
+        assert writer._file is not None
+        handed.append(writer._file._written_out)
+
+    async def main() -> None:
+        async with open_stream(series(target, count, frame, compression=compression)) as stream:
+            for image in data:
+                await stream.append(image)
+
+    with pytest.MonkeyPatch.context() as patch:  # records, never changes, what is written
+        patch.setattr(_FileWriter, "_write_page", watched)
+        anyio.run(main)
+    steps = [b - a for a, b in zip([0, *handed], handed, strict=False) if b != a]
+    assert steps, "nothing was handed to the write-back"
+    assert all(step >= MIN_BYTES for step in steps), steps
+    assert handed[-1] > target.stat().st_size - 2 * MIN_BYTES
+    with tifffile.TiffFile(target) as tif:
+        np.testing.assert_array_equal(np.stack([p.asarray() for p in tif.pages]), data)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ome_stream.backends.base import WriteFuture
     from ome_stream.layout import ArraySpec, Layout
 
-__all__ = ["MIN_BYTES", "WriteBack"]
+__all__ = ["MIN_BYTES", "WriteBack", "start_writeback"]
 
 #: Objects (shards, else chunks) at least this large, uncompressed, are written out early.
 MIN_BYTES = 512 * 1024
@@ -54,6 +54,18 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
     return started
 
 
+_START = _sync_file_range()
+
+
+def start_writeback(descriptor: int, offset: int = 0, length: int = 0) -> bool:
+    """Ask the kernel to start writing ``length`` bytes at ``offset`` of a file to disk.
+
+    ``length`` 0 means to the end of the file. Never waits for the disk. False where
+    this is not available (not Linux) or was refused.
+    """
+    return _START is not None and _START(descriptor, offset, length, _SYNC_FILE_RANGE_WRITE) == 0
+
+
 class WriteBack:
     """Starts the write-back of a zarr dataset's local objects, once each is stored.
 
@@ -63,10 +75,9 @@ class WriteBack:
     by one daemon thread, started on first use and ended by :meth:`close`.
     """
 
-    def __init__(self, layout: Layout, start: Callable[[int, int, int, int], int]) -> None:
+    def __init__(self, layout: Layout) -> None:
         self._layout = layout
         self._root = Path(layout.settings.output_path)
-        self._start = start
         self._jobs: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -77,12 +88,11 @@ class WriteBack:
     def for_layout(cls, layout: Layout) -> WriteBack | None:
         """A write-back for ``layout``'s local arrays, or None when it would do nothing."""
         root = layout.settings.output_path
-        start = _sync_file_range()
-        if start is None or not root or root.startswith("s3://"):
+        if _START is None or not root or root.startswith("s3://"):
             return None
         if not any(_object_bytes(array) >= MIN_BYTES for array in layout.arrays):
             return None
-        return cls(layout, start)
+        return cls(layout)
 
     def _files(
         self, array_index: int, origin: tuple[int, ...], shape: tuple[int, ...]
@@ -140,7 +150,7 @@ class WriteBack:
                 except OSError:  # gone (deleted under the writer): nothing to write out
                     continue
                 try:
-                    if self._start(descriptor, 0, 0, _SYNC_FILE_RANGE_WRITE) == 0:
+                    if start_writeback(descriptor):
                         self.started += 1
                 finally:
                     os.close(descriptor)

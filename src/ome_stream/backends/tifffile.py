@@ -39,6 +39,8 @@ import numpy as np
 import tifffile
 
 from ome_stream.backends._futures import wait_future
+from ome_stream.backends._writeback import MIN_BYTES as WRITE_OUT_BYTES
+from ome_stream.backends._writeback import start_writeback
 from ome_stream.backends.base import Backend
 from ome_stream.metadata.ome_xml import COMPANION_INDEX, tiff_documents, tiff_files
 
@@ -115,6 +117,7 @@ class _FullWrites(io.FileIO):
 
     _link_at: int | None = None
     _link: bytes | None = None
+    _written_out = 0  # bytes from the start handed to the kernel's write-back
     _direct: int | None = None
     _bounce: mmap.mmap | None = None  # holding the kept frame's copy, if copied
     _pixels: memoryview | None = None  # the kept frame's bytes
@@ -205,6 +208,19 @@ class _FullWrites(io.FileIO):
             if not written:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.name))
             done += written
+
+    def write_out(self) -> None:
+        """Start writing the file's new bytes to the disk once there are enough of them.
+
+        Buffered pages stay dirty in the page cache until the kernel's thresholds or a
+        sync; from ``WRITE_OUT_BYTES`` (512 KiB) of new bytes on, they are handed to the
+        kernel's write-back, which does not wait for the disk.
+        """
+        end = self.tell()
+        if end - self._written_out >= WRITE_OUT_BYTES and start_writeback(
+            self.fileno(), self._written_out, end - self._written_out
+        ):
+            self._written_out = end
 
     def hold_link(self, offset: int) -> None:
         """Keep back the next write at ``offset`` (the chain's link) until :meth:`link`."""
@@ -488,6 +504,8 @@ class _FileWriter:
                     raise RuntimeError(f"{self.path}: page {self.pages_written} got no pixels")
                 file.write_at(offset, frame)
             self._writer.filehandle.flush()
+        if not direct:  # direct pixels are on their way to the disk already
+            file.write_out()
         self.pages_written += 1
 
     def read_page(self, number: int) -> np.ndarray:
