@@ -10,7 +10,8 @@ data reaches the disk sooner, and a final sync has little left to do.
 
 Objects under :data:`MIN_BYTES` are left to the kernel's own batching: one write-back
 per 128 KiB chunk cost more than it saved, from 512 KiB on it paid (docs/performance.md).
-Elsewhere than Linux, and for object storage, nothing is started.
+Elsewhere than Linux, and for object storage, nothing is started. The OME-TIFF backend
+uses :func:`start_writeback` on its own files' descriptors (docs/tiff.md).
 """
 
 from __future__ import annotations
