@@ -122,15 +122,17 @@ class WriteBack:
         shape: tuple[int, ...],
     ) -> None:
         """Start writing out the block's objects once ``future`` has succeeded."""
-        if files := self._files(array_index, origin, shape):
-            future.add_done_callback(
-                lambda done: self._stored(files if outcome(done) is None else [])
-            )
+        files = self._files(array_index, origin, shape)
+
+        def ended(done: WriteFuture) -> None:
+            if outcome(done) is None:  # a failed write is not written out
+                self._stored(files)
+
+        if files:
+            future.add_done_callback(ended)
 
     def _stored(self, files: list[str]) -> None:
         """``files`` (from ``_files``) are stored: start writing them out (any thread)."""
-        if not files:
-            return
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
