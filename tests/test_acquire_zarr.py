@@ -7,9 +7,11 @@ import json
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import acquire_zarr as az
 import anyio
 import anyio.lowlevel
 import numpy as np
@@ -31,6 +33,7 @@ from ome_stream import (
     dims_from_standard_axes,
     open_stream,
 )
+from ome_stream.backends.acquire_zarr import _Feeder, _stream_settings
 from ome_stream.errors import WriterError
 from ome_stream.layout import Layout
 
@@ -394,3 +397,80 @@ async def test_flush_says_acquire_zarr_cannot_flush(tmp_path: Path) -> None:
         await stream.append(np.full((8, 8), 8, "uint8"))
     data = read_both(tmp_path / "f.ome.zarr" / "0")
     assert data[0].min() == 7 and data[1].min() == 8  # nothing lost by the refusal
+
+
+class HeldStream:
+    """acquire-zarr's real stream, whose first ``append`` waits until ``release`` is set;
+    it records how many frames each call carried."""
+
+    def __init__(self, stream: az.ZarrStream) -> None:
+        self.stream = stream
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.frames_per_call: list[int] = []
+
+    def append(self, data: np.ndarray, key: str) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(10)
+        self.frames_per_call.append(1 if data.ndim == 2 else data.shape[0])
+        self.stream.append(data, key=key)
+
+
+def held_feeder(root: Path, dims: list[Dimension]) -> tuple[_Feeder, HeldStream, Layout]:
+    """A feeding thread on a real acquire-zarr stream at ``root``, its first append held."""
+    layout = Layout(on_acquire_zarr(root, dims))
+    native = HeldStream(az.ZarrStream(_stream_settings(layout)))
+    feeder = _Feeder(native, root, layout.frame_shape, layout.dtype)  # type: ignore[arg-type]
+    return feeder, native, layout
+
+
+def test_frames_that_wait_are_appended_together_per_array(tmp_path: Path) -> None:
+    """While the first append is held, 39 frames of two arrays queue up behind it: they
+    go in as few calls as the batch size allows, never mixing arrays, each landing in its
+    place (the staging buffer is reused between calls), and every future resolves."""
+    root = tmp_path / "b.ome.zarr"
+    dims = [
+        Dimension(name="p", type="position", coords=["A", "B"]),
+        Dimension(name="t", count=20, chunk_size=1, shard_size_chunks=8, type="time"),
+        *dims_from_standard_axes({"y": 32, "x": 24}),
+    ]
+    feeder, native, _ = held_feeder(root, dims)
+    frames = make_frames(40, (32, 24))
+    done = [Future[None]() for _ in frames]
+    feeder.append("A/0", frames[0], done[0])
+    assert native.entered.wait(10)
+    for i in range(1, 40):  # positions outermost: all of A, then all of B
+        feeder.append("A/0" if i < 20 else "B/0", frames[i], done[i])
+    native.release.set()
+    feeder.stop()
+    native.stream.close()
+    assert native.frames_per_call == [1, 16, 3, 16, 4]
+    assert all(f.result(timeout=0) is None for f in done)
+    np.testing.assert_array_equal(read_both(root / "A" / "0"), frames[:20])
+    np.testing.assert_array_equal(read_both(root / "B" / "0"), frames[20:])
+
+
+def test_a_failed_append_fails_its_batch_and_everything_after(tmp_path: Path) -> None:
+    """A call that acquire-zarr refuses (here: an array it does not have) fails the
+    futures of all its frames and of every later one, which are not appended; the frames
+    before it stay appended and resolved."""
+    root = tmp_path / "f.ome.zarr"
+    dims = [
+        Dimension(name="t", count=None, chunk_size=1, type="time"),
+        *dims_from_standard_axes({"y": 16, "x": 16}),
+    ]
+    feeder, native, _ = held_feeder(root, dims)
+    frames = make_frames(12, (16, 16))
+    done = [Future[None]() for _ in frames]
+    feeder.append("0", frames[0], done[0])
+    assert native.entered.wait(10)
+    for i in range(1, 12):
+        feeder.append("0" if i < 4 or i >= 7 else "missing", frames[i], done[i])
+    native.release.set()
+    feeder.stop()
+    native.stream.close()
+    assert native.frames_per_call == [1, 3, 3]  # nothing after the refused call
+    assert [f.exception(timeout=0) is None for f in done] == [True] * 4 + [False] * 8
+    with pytest.raises(WriterError, match="failed writing .*f.ome.zarr.*'missing' not found"):
+        done[-1].result(timeout=0)
+    np.testing.assert_array_equal(read_both(root / "0"), frames[:4])

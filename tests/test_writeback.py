@@ -19,8 +19,8 @@ import tensorstore as ts
 import tifffile
 import zarr
 
-from ome_stream import AcquisitionSettings, Dimension, open_stream
 from _settings import series
+from ome_stream import AcquisitionSettings, Dimension, open_stream
 from ome_stream.backends._writeback import MIN_BYTES, WriteBack
 from ome_stream.backends.tifffile import _FileWriter
 from ome_stream.layout import Layout

@@ -6,7 +6,9 @@ task and no thread hand-off per frame) and the thread calls ``append``, which co
 frame into acquire-zarr's frame queue with the GIL released, then resolves the frame's
 future; the pipeline collects those futures in order, one wake-up for many (see
 :meth:`~ome_stream.backends.base.Backend.start_write`). The native stream never sees
-concurrent calls and the loop never blocks. A frame that arrives before its predecessors
+concurrent calls and the loop never blocks. While frames wait for it, the thread appends
+several of one array in one call (up to :data:`_BATCH_BYTES`): acquire-zarr's cost per
+call is then paid once for them. A frame that arrives before its predecessors
 is parked by its number until they have been queued. The NGFF group documents are ours
 (the same as the other zarr backends): acquire-zarr writes bare arrays.
 
@@ -58,6 +60,9 @@ _CODECS = {"blosc-zstd": ("BLOSC_ZSTD", 3), "blosc-lz4": ("BLOSC_LZ4", 5)}
 _Job = tuple[str, np.ndarray, "Future[None] | None"]
 #: while frames wait for the feeding thread, it resolves their futures this many at once
 _RESOLVE_EVERY = 16
+#: while frames of one array wait, the feeding thread appends up to this many bytes of
+#: them in one call (copied together first), at most :data:`_RESOLVE_EVERY` frames
+_BATCH_BYTES = 1 << 20
 
 
 def _dimension(dim: Dimension, chunk: int, shard: int, size: int) -> az.Dimension:
@@ -202,15 +207,23 @@ class _Feeder:
     The loop only queues a frame (no task, no thread hand-off per frame or batch); the
     thread appends it (acquire-zarr copies it, with the GIL released) and resolves its
     future, which the pipeline collects in order: at once when no other frame waits, else
-    in groups of :data:`_RESOLVE_EVERY`. After a failed append nothing more is appended:
-    that frame's future and every later one fail with the same error.
+    in groups of :data:`_RESOLVE_EVERY`. Frames of one array that wait together are copied
+    into one staging buffer and appended in one call; acquire-zarr splits a buffer of
+    whole frames into its frames. After a failed append nothing more is appended: the
+    frames of that call and every later one fail with the same error.
     """
 
-    def __init__(self, stream: az.ZarrStream, root: Path) -> None:
+    def __init__(
+        self, stream: az.ZarrStream, root: Path, frame_shape: tuple[int, int], dtype: np.dtype
+    ) -> None:
         self._stream = stream
         self._root = root
         self.error: RuntimeError | None = None
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        frame_bytes = int(np.prod(frame_shape, dtype=np.int64)) * dtype.itemsize
+        self._batch = max(1, min(_RESOLVE_EVERY, _BATCH_BYTES // max(frame_bytes, 1)))
+        # (no staging buffer when frames are appended one at a time)
+        self._staging = np.empty((self._batch if self._batch > 1 else 0, *frame_shape), dtype)
         self._thread = threading.Thread(
             target=self._run, name=f"ome-stream acquire-zarr {root.name}", daemon=True
         )
@@ -225,22 +238,44 @@ class _Feeder:
         return WriterError(f"acquire-zarr failed writing {str(self._root)!r}: {self.error}")
 
     def _run(self) -> None:
-        stream, jobs = self._stream, self._jobs
+        jobs = self._jobs
         ended: list[tuple[Future[None], bool]] = []  # (future, appended), not yet resolved
-        while (job := jobs.get()) is not None:
-            key, frame, done = job
-            if self.error is None:
+        job = jobs.get()
+        while job is not None:
+            batch = [job]
+            looked_ahead = False  # whether ``job`` is already the next one to append
+            while len(batch) < self._batch:
                 try:
-                    stream.append(frame, key=key)
-                except RuntimeError as err:  # acquire-zarr reports every failure this way
-                    self.error = err
-            if done is not None:
-                ended.append((done, self.error is None))
+                    job = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None or job[0] != batch[0][0]:
+                    looked_ahead = True
+                    break
+                batch.append(job)
+            self._append(batch, ended)
             # While more frames wait, resolve in groups: each group costs the loop one
             # wake-up (the pipeline watches the oldest future), not one per frame.
-            if len(ended) >= _RESOLVE_EVERY or jobs.empty():
+            if len(ended) >= _RESOLVE_EVERY or (not looked_ahead and jobs.empty()):
                 self._resolve(ended)
+            if not looked_ahead:
+                job = jobs.get()
         self._resolve(ended)
+
+    def _append(self, batch: list[_Job], ended: list[tuple[Future[None], bool]]) -> None:
+        """Append the frames of ``batch`` (all of one array) in one call."""
+        if self.error is None:
+            key = batch[0][0]
+            try:
+                if len(batch) == 1:
+                    self._stream.append(batch[0][1], key=key)
+                else:
+                    staging = self._staging[: len(batch)]
+                    np.stack([frame for _, frame, _ in batch], out=staging)
+                    self._stream.append(staging, key=key)
+            except RuntimeError as err:  # acquire-zarr reports every failure this way
+                self.error = err
+        ended.extend((done, self.error is None) for _, _, done in batch if done is not None)
 
     def _resolve(self, ended: list[tuple[Future[None], bool]]) -> None:
         for done, appended in ended:
@@ -291,7 +326,9 @@ class AcquireZarrBackend(Backend):
         def start() -> None:
             # assigned in the thread, so a cancelled open still sees (and closes) it
             self._stream = az.ZarrStream(settings)
-            self._feeder = _Feeder(self._stream, self._root)
+            self._feeder = _Feeder(
+                self._stream, self._root, self.layout.frame_shape, self.layout.dtype
+            )
 
         try:
             try:
