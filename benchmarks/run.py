@@ -14,8 +14,13 @@ Fairness:
   go to a fresh directory tree and are deleted together once the batch is over, never
   between two measured writers. (This disk's ext4 has no journal: after mass deletes its
   inode allocator makes file creation up to 2x slower for whoever writes next, so
-  per-measurement deletes bias the ratios.) The writer order rotates from run to run, so
-  no writer always comes first after a delete.
+  per-measurement deletes bias the ratios.) The writer order changes from run to run
+  (:func:`batch_order`): no writer always comes first after a delete, and none always
+  follows the same writer.
+- **No writer always follows the same one.** A writer after acquire-zarr (either row)
+  spends up to 1.5 CPU-s more in the kernel copying its data into the page cache on E64,
+  on this VM (measured, 2026-12-01); a rotation keeps every writer's predecessor, so it
+  put that cost on one row, run after run.
 - **No writer inherits the page cache of those before it.** After each writer, the cached
   pages of its (synced) output are dropped (``posix_fadvise``, our files only), so the next
   one does not pay the kernel's reclaim of them: before this, a writer's place in the
@@ -36,6 +41,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import statistics
@@ -156,6 +162,20 @@ def evict(paths: set[Path]) -> int:
                 finally:
                     os.close(fd)
     return count
+
+
+def batch_order(writers: list[str], run: int) -> list[str]:
+    """The order of ``writers`` in batch number ``run`` (from 0).
+
+    Each run walks through the writers with another stride (the numbers coprime to their
+    count, in turn) from another start, so a writer's place and the writer before it
+    change from run to run (while the count has strides to spare): a writer that slows
+    the next one does not always slow the same one.
+    """
+    n = len(writers)
+    strides = [s for s in range(1, n) if math.gcd(s, n) == 1] or [1]
+    stride = strides[run % len(strides)]
+    return [writers[(run + j * stride) % n] for j in range(n)]
 
 
 def run_batch(
@@ -402,8 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         writers = plan.get(case.name, [])
         for run in range(runs if writers else 0):
             record(run_batch(cases["A"], ["disk"], out, args.quick, peer))
-            shift = run % len(writers)
-            order = writers[shift:] + writers[:shift]
+            order = batch_order(writers, run)
             print(f"run {run + 1}/{runs}: {case.name}: {', '.join(order)}", file=sys.stderr)
             record(run_batch(case, order, out, args.quick, peer))
     if args.dir is None:  # the temp root made above, empty once every batch is deleted

@@ -126,3 +126,22 @@ def test_evict_drops_only_the_page_cache_of_a_writers_output(tmp_path: Path) -> 
     assert resident(written) == 0
     assert resident(kept) > 0  # another writer's file is left alone
     assert written.read_bytes() == data  # the output itself is untouched
+
+
+def test_no_writer_follows_the_same_writer_in_every_batch() -> None:
+    """Over three batches every writer comes at other places, after other writers."""
+    from benchmarks.run import batch_order
+
+    for n in (2, 4, 9, 10):
+        writers = [f"w{i}" for i in range(n)]
+        orders = [batch_order(writers, run) for run in range(3)]
+        assert all(sorted(order) == sorted(writers) for order in orders)
+        for w in writers:
+            places = [order.index(w) for order in orders]
+            before = [
+                order[place - 1] if place else None
+                for order, place in zip(orders, places, strict=True)
+            ]
+            assert len(set(places)) > 1
+            if n >= 9:  # enough strides: a different predecessor in each of the three
+                assert len(set(before)) == 3, (w, orders)
