@@ -14,10 +14,9 @@ Fairness:
   go to a fresh directory tree and are deleted together once the batch is over, never
   between two measured writers. (This disk's ext4 has no journal: after mass deletes its
   inode allocator makes file creation up to 2x slower for whoever writes next, so
-  per-measurement deletes bias the ratios.) The writer order changes from run to run
-  (:func:`batch_order`): no writer always comes first after a delete, and none always
-  follows the same writer.
-- **No writer always follows the same one.** A writer after acquire-zarr (either row)
+  per-measurement deletes bias the ratios.)
+- **No writer always comes first after a delete, or after the same writer.** The order
+  changes from run to run (:func:`batch_order`). A writer after acquire-zarr (either row)
   spends up to 1.5 CPU-s more in the kernel copying its data into the page cache on E64,
   on this VM (measured, 2026-12-01); a rotation keeps every writer's predecessor, so it
   put that cost on one row, run after run.

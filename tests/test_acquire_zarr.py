@@ -416,12 +416,12 @@ class HeldStream:
         self.stream.append(data, key=key)
 
 
-def held_feeder(root: Path, dims: list[Dimension]) -> tuple[_Feeder, HeldStream, Layout]:
+def held_feeder(root: Path, dims: list[Dimension]) -> tuple[_Feeder, HeldStream]:
     """A feeding thread on a real acquire-zarr stream at ``root``, its first append held."""
     layout = Layout(on_acquire_zarr(root, dims))
     native = HeldStream(az.ZarrStream(_stream_settings(layout)))
     feeder = _Feeder(native, root, layout.frame_shape, layout.dtype)  # type: ignore[arg-type]
-    return feeder, native, layout
+    return feeder, native
 
 
 def test_frames_that_wait_are_appended_together_per_array(tmp_path: Path) -> None:
@@ -434,7 +434,7 @@ def test_frames_that_wait_are_appended_together_per_array(tmp_path: Path) -> Non
         Dimension(name="t", count=20, chunk_size=1, shard_size_chunks=8, type="time"),
         *dims_from_standard_axes({"y": 32, "x": 24}),
     ]
-    feeder, native, _ = held_feeder(root, dims)
+    feeder, native = held_feeder(root, dims)
     frames = make_frames(40, (32, 24))
     done = [Future[None]() for _ in frames]
     feeder.append("A/0", frames[0], done[0])
@@ -459,7 +459,7 @@ def test_a_failed_append_fails_its_batch_and_everything_after(tmp_path: Path) ->
         Dimension(name="t", count=None, chunk_size=1, type="time"),
         *dims_from_standard_axes({"y": 16, "x": 16}),
     ]
-    feeder, native, _ = held_feeder(root, dims)
+    feeder, native = held_feeder(root, dims)
     frames = make_frames(12, (16, 16))
     done = [Future[None]() for _ in frames]
     feeder.append("0", frames[0], done[0])
