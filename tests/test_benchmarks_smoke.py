@@ -104,6 +104,33 @@ def test_soak_smoke(tmp_path: Path) -> None:
     assert "flat" in result.stdout.splitlines()[-1]
 
 
+def test_startup_measures_both_writers_on_both_formats(tmp_path: Path) -> None:
+    out = tmp_path / "startup.json"
+    command = ["-m", "benchmarks.startup", "--rounds", "1", "--frames", "2", "--dir", tmp_path]
+    result = subprocess.run(
+        [sys.executable, *map(str, command), "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads(out.read_text())
+    assert sorted((r["format"], r["writer"]) for r in rows) == [
+        ("ome-tiff", "ome-stream"),
+        ("ome-tiff", "ome-writers"),
+        ("ome-zarr", "ome-stream"),
+        ("ome-zarr", "ome-writers"),
+    ]
+    for row in rows:  # the phases add up to the whole
+        parts = row["import"] + row["open"] + row["first_append"]
+        assert abs(parts - row["to_first_frame"]) < 1e-6
+        assert row["close"] > 0
+    assert result.stdout.count("time to first frame, ome-writers / ome-stream") == 2
+    assert list(tmp_path.iterdir()) == [out]  # every output deleted
+
+
 def test_evict_drops_only_the_page_cache_of_a_writers_output(tmp_path: Path) -> None:
     """Between writers the harness drops the last output's cached pages, nothing else."""
     from benchmarks.run import evict

@@ -4,12 +4,16 @@ tensorstore and validated with ome-zarr-models (NGFF 0.5)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ome_types
 import pytest
 import tensorstore as ts
+import tifffile
 import zarr
 from ome_zarr_models.v05.bioformats2raw import BioFormats2Raw
 from ome_zarr_models.v05.hcs import HCS
@@ -258,3 +262,56 @@ def test_one_position_is_the_root_image(tmp_path: Path) -> None:
     image = Image.from_zarr(zarr.open_group(str(root), mode="r"))
     assert image.ome_attributes.multiscales[0].name == "ctrl-1"
     np.testing.assert_array_equal(read_tensorstore(root / "0")[:, 0, 0], [0, 1])
+
+
+ZARR_ONLY = """
+import sys
+import numpy as np
+from ome_stream import AcquisitionSettings, create_stream, dims_from_standard_axes
+
+heavy = ("ome_types", "pint")
+for backend in sys.argv[2:]:
+    settings = AcquisitionSettings(
+        root_path=f"{sys.argv[1]}/{backend}.ome.zarr",
+        format=backend,
+        dtype="uint16",
+        dimensions=dims_from_standard_axes({"t": 3, "y": 16, "x": 16}),
+    )
+    with create_stream(settings) as stream:
+        for t in range(3):
+            stream.append(np.full((16, 16), t + 1, "uint16"), frame_metadata={"delta_t": t})
+        documents = stream.get_metadata()
+        documents["."]["note"] = {"lab": "bench 4"}
+        stream.update_metadata(documents)
+    assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]
+tiff = AcquisitionSettings(
+    root_path=f"{sys.argv[1]}/after.ome.tiff",
+    dtype="uint16",
+    dimensions=dims_from_standard_axes({"t": 1, "y": 16, "x": 16}),
+)
+with create_stream(tiff) as stream:
+    stream.append(np.full((16, 16), 9, "uint16"))
+print(sorted(m for m in heavy if m in sys.modules))
+"""
+
+
+def test_an_ome_zarr_stream_never_imports_ome_types(tmp_path: Path) -> None:
+    # ome_types and pint take most of a second to import; only OME-TIFF needs them
+    backends = available_backends("ome-zarr")
+    result = subprocess.run(
+        [sys.executable, "-c", ZARR_ONLY, str(tmp_path), *backends],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["['ome_types',", "'pint']"]  # the TIFF stream needs them
+    for backend in backends:
+        root = tmp_path / f"{backend}.ome.zarr"
+        expected = np.arange(1, 4, dtype="uint16")[:, None, None] * np.ones((16, 16), "uint16")
+        np.testing.assert_array_equal(zarr.open_array(str(root / "0"), mode="r")[:], expected)
+        np.testing.assert_array_equal(read_tensorstore(root / "0"), expected)
+        assert attributes(root)["note"] == {"lab": "bench 4"}
+    page = tifffile.imread(tmp_path / "after.ome.tiff")
+    assert page.shape == (16, 16) and (page == 9).all()
+    assert ome_types.from_tiff(tmp_path / "after.ome.tiff").images[0].pixels.size_t == 1

@@ -16,11 +16,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ome_types import OME
-
 from ome_stream.metadata.ngff import group_attributes, group_documents
-from ome_stream.metadata.ome_xml import tiff_documents
 
+# ome_types (and pint beneath it) take most of a second to import: only OME-TIFF needs
+# them, so they are imported where a TIFF document is made or checked, never for OME-Zarr
 if TYPE_CHECKING:
     from ome_stream.layout import AcquisitionRecord, Layout
 
@@ -30,6 +29,8 @@ __all__ = ["accept_update", "current_metadata"]
 def current_metadata(layout: Layout, record: AcquisitionRecord) -> dict[Any, Any]:
     """The metadata documents as they would be written now (copies: edit them freely)."""
     if layout.settings.file_format == "ome-tiff":
+        from ome_stream.metadata.ome_xml import tiff_documents
+
         return {k: d.model_copy(deep=True) for k, d in tiff_documents(layout, record).items()}
     attributes: dict[Any, Any] = json.loads(
         json.dumps(group_attributes(group_documents(layout, record)))
@@ -55,6 +56,8 @@ def accept_update(layout: Layout, known: Mapping[Any, Any], metadata: Any) -> di
 
     """
     if layout.settings.file_format == "ome-tiff":
+        from ome_types import OME
+
         if not isinstance(metadata, dict):
             raise TypeError(
                 f"Expected dict[int, ome_types.model.OME] metadata, got {type(metadata)}"
