@@ -16,10 +16,12 @@ Fairness:
   inode allocator makes file creation up to 2x slower for whoever writes next, so
   per-measurement deletes bias the ratios.)
 - **No writer always comes first after a delete, or after the same writer.** The order
-  changes from run to run (:func:`batch_order`). A writer after acquire-zarr (either row)
-  spends up to 1.5 CPU-s more in the kernel copying its data into the page cache on E64,
-  on this VM (measured, 2026-12-01); a rotation keeps every writer's predecessor, so it
-  put that cost on one row, run after run.
+  changes from run to run (:func:`batch_order`). A writer after acquire-zarr (any row on
+  that engine) spends up to 1.5 CPU-s more in the kernel copying its data into the page
+  cache on E64, on this VM (measured, 2026-12-01); acquire-zarr rows after each other do
+  not (2026-12-02). So the acquire-zarr rows run as one block, and the one writer after
+  it is another writer in each run: with three runs, no row pays that cost twice (before,
+  one row could follow an acquire-zarr row in two of three batches, and its median moved).
 - **No writer inherits the page cache of those before it.** After each writer, the cached
   pages of its (synced) output are dropped (``posix_fadvise``, our files only), so the next
   one does not pay the kernel's reclaim of them: before this, a writer's place in the
@@ -163,18 +165,39 @@ def evict(paths: set[Path]) -> int:
     return count
 
 
-def batch_order(writers: list[str], run: int) -> list[str]:
-    """The order of ``writers`` in batch number ``run`` (from 0).
-
-    Each run walks through the writers with another stride (the numbers coprime to their
-    count, in turn) from another start, so a writer's place and the writer before it
-    change from run to run (while the count has strides to spare): a writer that slows
-    the next one does not always slow the same one.
-    """
+def _walk(writers: list[str], run: int) -> list[str]:
+    """``writers`` walked with another stride (coprime to their count) from another start."""
     n = len(writers)
     strides = [s for s in range(1, n) if math.gcd(s, n) == 1] or [1]
     stride = strides[run % len(strides)]
     return [writers[(run + j * stride) % n] for j in range(n)]
+
+
+def batch_order(writers: list[str], run: int) -> list[str]:
+    """The order of ``writers`` in batch number ``run`` (from 0).
+
+    The writers on the acquire-zarr engine run one after the other, as a block, in an
+    order that rotates from run to run; the others are walked with another stride from
+    another start each run (:func:`_walk`), so a writer's place and the writer before it
+    change. The block goes in before a writer that has not yet followed it in an earlier
+    run (while one is left): the one writer per batch that pays for coming after
+    acquire-zarr is another writer each run.
+    """
+    heavy = [w for w in writers if w.endswith("/acquire-zarr")]
+    light = [w for w in writers if w not in heavy]
+    if not heavy or not light:
+        return _walk(writers, run)
+    followers: list[str] = []
+    for r in range(run + 1):
+        order = _walk(light, r)
+        place = (2 * r + 1) % len(order)
+        for _ in range(len(order)):  # the first writer (from ``place``) not yet a follower
+            if order[place] not in followers:
+                break
+            place = (place + 1) % len(order)
+        followers.append(order[place])
+    shift = run % len(heavy)
+    return order[:place] + heavy[shift:] + heavy[:shift] + order[place:]
 
 
 def run_batch(

@@ -172,3 +172,26 @@ def test_no_writer_follows_the_same_writer_in_every_batch() -> None:
             assert len(set(places)) > 1
             if n >= 9:  # enough strides: a different predecessor in each of the three
                 assert len(set(before)) == 3, (w, orders)
+
+
+def test_one_writer_per_batch_follows_the_acquire_zarr_rows_and_never_the_same() -> None:
+    from benchmarks.cases import FULL, writers_for
+    from benchmarks.run import batch_order
+
+    writers = list(writers_for(FULL["E64"]))
+    heavy = [w for w in writers if w.endswith("/acquire-zarr")]
+    assert len(heavy) == 3 and len(writers) == 9
+    orders = [batch_order(writers, run) for run in range(3)]
+    followers, leaders = [], []
+    for order in orders:
+        assert sorted(order) == sorted(writers)
+        places = [order.index(w) for w in heavy]
+        first = min(places)
+        assert sorted(places) == list(range(first, first + 3))  # one block
+        leaders.append(order[first])
+        if first + 3 < len(order):
+            followers.append(order[first + 3])
+    assert sorted(leaders) == sorted(heavy)  # each leads the block once
+    assert len(set(followers)) == len(followers) >= 2  # never the same writer after it
+    for w in set(writers) - set(heavy):  # the other writers still change places
+        assert len({order.index(w) for order in orders}) > 1, (w, orders)
