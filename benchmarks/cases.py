@@ -97,7 +97,8 @@ QUICK = {
     ),
 }
 
-# Which writers run on which formats. "disk" is measured once before every batch.
+# Which writers run on which formats. "disk" is measured once before every batch; "files"
+# (the chunk files alone, plain Python) on the cases that store one object per chunk.
 # ome-stream/*: the async core (`open_stream`); sync/*: our drop-in facade
 # (`create_stream`); ome-writers/*: the peer, run in its own virtualenv; raw/*: the engine
 # alone with the same chunks, shards and codec.
@@ -132,4 +133,6 @@ def writers_for(case: Case, everything: bool = False) -> tuple[str, ...]:
     if case.pyramid:
         return ("ome-stream/tensorstore",)
     writers = TIFF_WRITERS if case.fmt == "ome-tiff" else ZARR_WRITERS
+    if case.fmt == "ome-zarr" and not case.compression and all(len(d) < 4 for d in case.dims):
+        writers = (*writers, "files")  # one uncompressed object per chunk: its floor
     return tuple(w for w in writers if everything or (case.name, w) not in SLOW)

@@ -109,7 +109,7 @@ def peer_modules(python: Path | None) -> set[str]:
 def available(writer: str, peer: set[str]) -> bool:
     """Whether ``writer`` can run here (the ome-writers rows: in the peer's venv)."""
     family, _, backend = writer.partition("/")
-    if family == "disk":
+    if family in ("disk", "files"):
         return True
     module = _MODULES[backend]
     if family == "ome-writers":

@@ -253,6 +253,40 @@ def run_raw_tifffile(case: Case, root: Path, frames: np.ndarray) -> dict[str, An
     return {"waits": waits, "loop_lag": None}
 
 
+def chunk_files(case: Case, root: Path) -> list[tuple[Path, tuple[slice, slice]]]:
+    """Where a zarr v3 writer puts each chunk of a frame (``0/c/<chunk indices>``) and the
+    frame's region it holds, for every frame in acquisition order (no shards)."""
+    counts = [d[1] if d[1] is not None else case.frames for d in case.dims[:-2]]
+    (_, height, chunk_y), (_, width, chunk_x) = (d[:3] for d in case.dims[-2:])
+    regions = [
+        ((cy, cx), (slice(y, y + chunk_y), slice(x, x + chunk_x)))
+        for cy, y in enumerate(range(0, height, chunk_y))
+        for cx, x in enumerate(range(0, width, chunk_x))
+    ]
+    out = []
+    for index in np.ndindex(*counts):  # frame chunks are 1 along every non-frame axis
+        for (cy, cx), region in regions:
+            out.append((root / "0" / "c" / "/".join(map(str, (*index, cy, cx))), region))
+    return out
+
+
+def run_files(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
+    """The floor of one object per chunk: the chunk files a zarr writer makes for ``case``,
+    same paths and bytes, written with plain ``open``/``write`` (no zarr, no fsync)."""
+    files = chunk_files(case, root)
+    per_frame = len(files) // case.frames
+    waits = []
+    for i in range(case.frames):
+        before = time.perf_counter()
+        frame = frames[i % len(frames)]
+        for path, region in files[i * per_frame : (i + 1) * per_frame]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as fh:
+                fh.write(np.ascontiguousarray(frame[region]).tobytes())
+        waits.append(time.perf_counter() - before)
+    return {"waits": waits, "loop_lag": None}
+
+
 def run_disk(case: Case, root: Path, frames: np.ndarray) -> dict[str, Any]:
     """Sequential write + fsync of the same number of bytes, 8 MiB at a time."""
     total = case.frames * case.frame_bytes
@@ -278,7 +312,7 @@ def preload(writer: str) -> None:
         load_backend(backend)
     elif family == "ome-writers":
         importlib.import_module("ome_writers")
-    if family != "disk":
+    if family not in ("disk", "files"):
         importlib.import_module(engine.get(backend, backend))
 
 
@@ -293,6 +327,8 @@ def measure(case: Case, writer: str, out: Path) -> dict[str, Any]:
         start = time.perf_counter()
         if writer == "disk":
             result = run_disk(case, root, frames)
+        elif writer == "files":
+            result = run_files(case, root, frames)
         elif family == "ome-stream":
             result = run_ome_stream(case, backend, root, frames)
         elif family == "sync":

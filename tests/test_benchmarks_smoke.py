@@ -195,3 +195,25 @@ def test_one_writer_per_batch_follows_the_acquire_zarr_rows_and_never_the_same()
     assert len(set(followers)) == len(followers) >= 2  # never the same writer after it
     for w in set(writers) - set(heavy):  # the other writers still change places
         assert len({order.index(w) for order in orders}) > 1, (w, orders)
+
+
+def test_the_files_row_writes_the_chunk_files_a_zarr_writer_writes(tmp_path: Path) -> None:
+    """The floor row ("files") makes the same chunk objects, byte for byte, as our
+    tensorstore writer on the same case: bounded (A) and unbounded (D)."""
+    from benchmarks.cases import FULL, writers_for
+
+    for case in ("A", "D"):
+        for writer in ("ome-stream/tensorstore", "files"):
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.worker", case, writer, str(tmp_path), "--quick"],
+                cwd=ROOT, capture_output=True, check=True, timeout=120,
+            )  # fmt: skip
+        ours = tmp_path / f"{case}-ome-stream-tensorstore.ome.zarr"
+        floor = tmp_path / f"{case}-files.ome.zarr"
+        chunks = {p.relative_to(ours) for p in ours.rglob("*") if p.is_file()}
+        chunks = {p for p in chunks if p.name != "zarr.json"}
+        assert chunks and chunks == {p.relative_to(floor) for p in floor.rglob("*") if p.is_file()}
+        for key in chunks:
+            assert (ours / key).read_bytes() == (floor / key).read_bytes(), key
+    with_floor = [name for name, case in FULL.items() if "files" in writers_for(case)]
+    assert with_floor == ["A", "B", "D", "E"]  # uncompressed, one object per chunk
