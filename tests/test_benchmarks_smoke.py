@@ -13,6 +13,16 @@ import numpy as np
 ROOT = Path(__file__).parent.parent
 
 
+def run_module(
+    module: str, *args: object, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` from the project root, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
 def test_quick_benchmark_produces_a_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     stale = {"case": "A", "writer": "ome-stream/tensorstore", "gb_per_s": 99.0}
@@ -80,25 +90,8 @@ def test_batches_delete_only_after_every_writer(tmp_path: Path) -> None:
 
 
 def test_soak_smoke(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.soak",
-            "--seconds",
-            "3",
-            "--fps",
-            "100",
-            "--shape",
-            "128",
-            "--dir",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_module(
+        "benchmarks.soak", "--seconds", 3, "--fps", 100, "--shape", 128, "--dir", tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "flat" in result.stdout.splitlines()[-1]
@@ -106,15 +99,10 @@ def test_soak_smoke(tmp_path: Path) -> None:
 
 def test_startup_measures_both_writers_on_both_formats(tmp_path: Path) -> None:
     out = tmp_path / "startup.json"
-    command = ["-m", "benchmarks.startup", "--rounds", "1", "--frames", "2", "--dir", tmp_path]
-    result = subprocess.run(
-        [sys.executable, *map(str, command), "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = run_module(
+        "benchmarks.startup", "--rounds", 1, "--frames", 2, "--dir", tmp_path, "--json", out,
         timeout=300,
-        check=False,
-    )
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     rows = json.loads(out.read_text())
     assert sorted((r["format"], r["writer"]) for r in rows) == [
@@ -204,10 +192,8 @@ def test_the_files_row_writes_the_chunk_files_a_zarr_writer_writes(tmp_path: Pat
 
     for case in ("A", "D"):
         for writer in ("ome-stream/tensorstore", "files"):
-            subprocess.run(
-                [sys.executable, "-m", "benchmarks.worker", case, writer, str(tmp_path), "--quick"],
-                cwd=ROOT, capture_output=True, check=True, timeout=120,
-            )  # fmt: skip
+            done = run_module("benchmarks.worker", case, writer, tmp_path, "--quick")
+            assert done.returncode == 0, done.stderr
         ours = tmp_path / f"{case}-ome-stream-tensorstore.ome.zarr"
         floor = tmp_path / f"{case}-files.ome.zarr"
         chunks = {p.relative_to(ours) for p in ours.rglob("*") if p.is_file()}
